@@ -1,0 +1,1 @@
+"""Bascule's identity provider: accounts, passwords, sessions, organisations, audit."""

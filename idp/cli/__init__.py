@@ -1,0 +1,17 @@
+"""The ``bascule`` command: one small module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from idp.cli import admin, audit, serve, setup
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Bascule: identity provider and zero-trust auth gateway."""
+
+
+for group in (setup, serve, admin, audit):
+    for command in group.COMMANDS:
+        main.add_command(command)

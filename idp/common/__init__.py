@@ -1,0 +1,1 @@
+"""What the IdP and the gateway both need; imports no Flask application code."""

@@ -1,0 +1,17 @@
+"""The one SQLAlchemy MetaData, shared by the models and the SQL-backed store.
+
+A naming convention makes constraint names identical on SQLite and PostgreSQL, so Alembic
+migrations written once apply to both.
+"""
+
+from sqlalchemy import MetaData
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)

@@ -1,0 +1,16 @@
+"""Typed SQLAlchemy models: data only, rules live in ``idp.services``."""
+
+from idp.models.audit import AuditEvent, AuditHead
+from idp.models.org import Membership, Organisation, Role, RolePermission
+from idp.models.user import PasswordHistory, User
+
+__all__ = [
+    "AuditEvent",
+    "AuditHead",
+    "Membership",
+    "Organisation",
+    "PasswordHistory",
+    "Role",
+    "RolePermission",
+    "User",
+]

@@ -1,0 +1,1 @@
+"""The rules: plain functions that never touch request, session or g."""

@@ -1,0 +1,150 @@
+"""Server-side sessions in the shared store.
+
+The browser holds only a random token. The store key is the token's SHA-256, so a copy of
+the store does not hand out live cookies; that hash is also the session's public id (the
+OIDC ``sid`` and what the sessions page revokes). Each record carries its own creation and
+last-seen times: the idle and absolute limits are checked on every load against the clock,
+and the store's TTL only cleans up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from idp.common.store import Store
+
+SESSION_PREFIX = "sess:"
+USER_INDEX_PREFIX = "usess:"
+# Writing last-seen on every request would double the store traffic; a minute of slack on a
+# 30-minute idle timeout is harmless.
+TOUCH_INTERVAL_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Limits:
+    idle_seconds: int
+    absolute_seconds: int
+
+
+@dataclass
+class SessionRecord:
+    """What the store keeps for one browser session."""
+
+    created: float
+    last_seen: float
+    ip: str | None = None
+    user_agent: str | None = None
+    uid: str | None = None
+    org_id: str | None = None
+    auth_time: float | None = None
+    amr: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def expired(self, now: float, limits: Limits) -> bool:
+        return (
+            now - self.last_seen > limits.idle_seconds
+            or now - self.created > limits.absolute_seconds
+        )
+
+    def ttl(self, now: float, limits: Limits) -> float:
+        return max(
+            1.0,
+            min(
+                self.last_seen + limits.idle_seconds, self.created + limits.absolute_seconds
+            )
+            - now,
+        )
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def session_id(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def load(store: Store, token: str, now: float, limits: Limits) -> SessionRecord | None:
+    """The live session for a cookie token, or None if unknown, expired or revoked."""
+    if not token or len(token) > 128:
+        return None
+    raw = store.get(SESSION_PREFIX + session_id(token))
+    if raw is None:
+        return None
+    record = SessionRecord(**json.loads(raw))
+    if record.expired(now, limits):
+        destroy(store, session_id(token), record.uid)
+        return None
+    return record
+
+
+def save(store: Store, token: str, record: SessionRecord, now: float, limits: Limits) -> None:
+    sid = session_id(token)
+    store.set(SESSION_PREFIX + sid, json.dumps(asdict(record)), record.ttl(now, limits))
+    if record.uid:
+        store.sadd(USER_INDEX_PREFIX + record.uid, sid, limits.absolute_seconds)
+
+
+def destroy(store: Store, sid: str, uid: str | None) -> None:
+    store.delete(SESSION_PREFIX + sid)
+    if uid:
+        store.srem(USER_INDEX_PREFIX + uid, sid)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One of a user's sessions, as the sessions page shows it."""
+
+    id: str
+    created: float
+    last_seen: float
+    auth_time: float | None
+    ip: str | None
+    user_agent: str | None
+    amr: list[str]
+
+
+def list_for_user(store: Store, uid: str, now: float, limits: Limits) -> list[SessionInfo]:
+    """The user's live sessions, newest first; forgets index entries whose session is gone."""
+    sids = sorted(store.smembers(USER_INDEX_PREFIX + uid))
+    raws = store.get_many([SESSION_PREFIX + sid for sid in sids])
+    sessions = []
+    for sid, raw in zip(sids, raws, strict=True):
+        record = SessionRecord(**json.loads(raw)) if raw else None
+        if record is None or record.uid != uid or record.expired(now, limits):
+            store.srem(USER_INDEX_PREFIX + uid, sid)
+            continue
+        sessions.append(
+            SessionInfo(
+                sid,
+                record.created,
+                record.last_seen,
+                record.auth_time,
+                record.ip,
+                record.user_agent,
+                record.amr,
+            )
+        )
+    return sorted(sessions, key=lambda s: s.last_seen, reverse=True)
+
+
+def revoke(store: Store, uid: str, sid: str) -> bool:
+    """End one of ``uid``'s sessions; False if it is not theirs (or already gone)."""
+    if sid not in store.smembers(USER_INDEX_PREFIX + uid):
+        return False
+    destroy(store, sid, uid)
+    return True
+
+
+def revoke_all(store: Store, uid: str, keep: str | None = None) -> int:
+    """End every session of ``uid`` except ``keep``; returns how many ended."""
+    ended = 0
+    for sid in store.smembers(USER_INDEX_PREFIX + uid):
+        if sid != keep:
+            destroy(store, sid, uid)
+            ended += 1
+    return ended

@@ -1,0 +1,128 @@
+"""Accounts: creation, passwords, enabling and disabling."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from idp.common.store import Store
+from idp.extensions import db
+from idp.models import Membership, PasswordHistory, User
+from idp.services import audit, passwords, sessions
+from idp.services.audit import Actor, Origin
+from idp.services.errors import NotFound, ServiceError
+from idp.services.passwords import PolicyViolation
+
+# Deliberately simple: one @, no spaces, a dot in the domain. Deliverability is proven by the
+# invitation or reset mail, not by a regular expression.
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+MAX_EMAIL = 254
+
+
+class PasswordRejected(ServiceError):
+    def __init__(self, violation: PolicyViolation) -> None:
+        super().__init__(violation.reason)
+        self.violation = violation
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def valid_email(email: str) -> bool:
+    return len(email) <= MAX_EMAIL and bool(_EMAIL.match(email))
+
+
+def find_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == normalise_email(email)))
+
+
+def get_by_email(email: str) -> User:
+    user = find_by_email(email)
+    if user is None:
+        raise NotFound(f"no user with email {normalise_email(email)}")
+    return user
+
+
+def create_user(email: str, name: str = "") -> User:
+    """A new account with no password yet (it is set through an invitation, or by the caller)."""
+    email = normalise_email(email)
+    if not valid_email(email):
+        raise ServiceError(f"{email!r} is not an email address")
+    if find_by_email(email) is not None:
+        raise ServiceError(f"a user with email {email} already exists")
+    user = User(email=email, name=name.strip()[:200])
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def user_words(user: User) -> list[str]:
+    """What the password policy treats as guessable for this user."""
+    words = [user.email, user.name]
+    words += [m.org.slug for m in user.memberships] + [m.org.name for m in user.memberships]
+    return words
+
+
+def previous_hashes(user: User) -> list[str]:
+    history = db.session.scalars(
+        select(PasswordHistory.password_hash)
+        .where(PasswordHistory.user_id == user.id)
+        .order_by(PasswordHistory.id.desc())
+        .limit(passwords.HISTORY_DEPTH)
+    ).all()
+    return list(history)
+
+
+def check_new_password(user: User, password: str, min_length: int) -> PolicyViolation | None:
+    return passwords.check_policy(
+        password,
+        min_length=min_length,
+        user_inputs=user_words(user),
+        previous_hashes=previous_hashes(user),
+    )
+
+
+def set_password(user: User, password: str, *, rounds: int) -> None:
+    """Hash a password the policy has accepted and remember it in the history.
+
+    The caller checks the policy first (``check_new_password``) and commits.
+    """
+    user.password_hash = passwords.hash_password(password, rounds)
+    user.password_changed_at = datetime.now(UTC)
+    db.session.add(PasswordHistory(user_id=user.id, password_hash=user.password_hash))
+    _trim_history(user)
+
+
+def _trim_history(user: User) -> None:
+    keep = select(PasswordHistory.id).where(PasswordHistory.user_id == user.id)
+    keep = keep.order_by(PasswordHistory.id.desc()).limit(passwords.HISTORY_DEPTH)
+    db.session.flush()
+    stale = db.session.scalars(
+        select(PasswordHistory).where(
+            PasswordHistory.user_id == user.id, PasswordHistory.id.not_in(keep.scalar_subquery())
+        )
+    ).all()
+    for row in stale:
+        db.session.delete(row)
+
+
+def default_membership(user: User) -> Membership | None:
+    """The organisation a fresh session starts in: the oldest membership."""
+    return min(user.memberships, key=lambda m: m.id, default=None)
+
+
+def set_active(user: User, active: bool, *, store: Store, actor: Actor, origin: Origin) -> int:
+    """Disable (ending every session at once) or re-enable an account; audited."""
+    ended = 0 if active else sessions.revoke_all(store, user.id)
+    user.is_active = active
+    audit.record(
+        "user.enable" if active else "user.disable",
+        actor=actor,
+        target=user.email,
+        origin=origin,
+        details={"sessions_revoked": ended},
+    )
+    return ended

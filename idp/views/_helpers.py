@@ -1,0 +1,66 @@
+"""What several views need: the signed-in user, the request's origin, form field limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, cast
+
+from flask import abort, redirect, request, session, url_for
+from werkzeug.wrappers import Response
+
+from idp.extensions import db
+from idp.models import User
+from idp.services.audit import Actor, Origin
+from idp.session_interface import ServerSession
+
+
+def server_session() -> ServerSession:
+    return cast(ServerSession, session._get_current_object())  # type: ignore[attr-defined]
+
+
+def current_user() -> User | None:
+    """The signed-in user, re-read on every request so that disabling takes effect at once."""
+    uid = server_session().record.uid
+    if uid is None:
+        return None
+    user = db.session.get(User, uid)
+    if user is None or not user.is_active:
+        server_session().destroy()
+        return None
+    return user
+
+
+def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass the signed-in user to the view as ``user``, or send the browser to sign in."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        user = current_user()
+        if user is None:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return view(*args, user=user, **kwargs)
+
+    return wrapper
+
+
+def origin() -> Origin:
+    return Origin(ip=request.remote_addr, user_agent=request.user_agent.string[:512] or None)
+
+
+def actor(user: User) -> Actor:
+    return Actor(user.id, user.email)
+
+
+def field(name: str, max_length: int, required: bool = True) -> str:
+    """A form field, refused with a 400 when missing (if required) or absurdly long."""
+    value = request.form.get(name, "")
+    if len(value) > max_length:
+        abort(400, description=f"The field {name!r} is too long.")
+    if required and not value:
+        abort(400, description=f"The field {name!r} is required.")
+    return value
+
+
+def redirect_to(endpoint: str, **values: Any) -> Response:
+    return redirect(url_for(endpoint, **values))

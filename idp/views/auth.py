@@ -1,0 +1,92 @@
+"""Sign-in and sign-out."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, render_template, request
+from werkzeug.wrappers import Response as BaseResponse
+
+from idp.common.redirects import safe_next
+from idp.runtime import runtime
+from idp.services import audit, users
+from idp.services import login as sign_in_service
+from idp.services.login import Result
+from idp.services.passwords import MAX_LENGTH as MAX_PASSWORD
+from idp.services.throttle import ThrottlePolicy
+from idp.views._helpers import actor, current_user, origin, redirect_to, server_session
+
+bp = Blueprint("auth", __name__)
+
+GENERIC_FAILURE = "The email or password is not right."
+
+
+@bp.get("/")
+def index() -> BaseResponse:
+    return redirect_to("account.overview" if current_user() else "auth.login")
+
+
+@bp.get("/login")
+def login_form() -> str | BaseResponse:
+    rt = runtime()
+    next_url = safe_next(request.args.get("next"), rt.settings.issuer)
+    if current_user() is not None:
+        return redirect_to_next(next_url)
+    return render_template("idp/login.html", next=next_url, email="")
+
+
+@bp.post("/login")
+def login() -> tuple[str, int] | BaseResponse:
+    rt = runtime()
+    settings = rt.settings
+    next_url = safe_next(request.form.get("next"), settings.issuer)
+    email = request.form.get("email", "")[: users.MAX_EMAIL + 1]
+    password = request.form.get("password", "")[: MAX_PASSWORD + 1]
+    if not email or not password:
+        return _login_page("Enter your email and your password.", email, next_url, 400)
+
+    attempt = sign_in_service.password_sign_in(
+        email,
+        password,
+        store=rt.store,
+        policy=ThrottlePolicy(
+            settings.login_max_failures, settings.login_lockout_seconds, settings.ip_max_failures
+        ),
+        rounds=settings.bcrypt_rounds,
+        origin=origin(),
+        now=rt.clock(),
+    )
+    if attempt.result is Result.LOCKED:
+        minutes = max(1, round(attempt.retry_after / 60))
+        message = f"Too many failed sign-ins. Try again in about {minutes} minute(s)."
+        page, status = _login_page(message, email, next_url, 429)
+        return Response(page, status, {"Retry-After": str(attempt.retry_after)})
+    if attempt.result is Result.INVALID or attempt.user is None:
+        return _login_page(GENERIC_FAILURE, email, next_url, 401)
+
+    member = users.default_membership(attempt.user)
+    server_session().sign_in(
+        attempt.user.id, member.org_id if member else None, ["pwd"], rt.clock()
+    )
+    return redirect_to_next(next_url)
+
+
+@bp.post("/logout")
+def logout() -> BaseResponse:
+    user = current_user()
+    if user is not None:
+        audit.record(
+            "logout", actor=actor(user), origin=origin(), now=runtime().clock(),
+            target=server_session().sid,
+        )  # fmt: skip
+    server_session().destroy()
+    return redirect_to("auth.login")
+
+
+def _login_page(message: str, email: str, next_url: str, status: int) -> tuple[str, int]:
+    page = render_template("idp/login.html", error=message, email=email[:254], next=next_url)
+    return page, status
+
+
+def redirect_to_next(next_url: str) -> BaseResponse:
+    response = Response(status=303)
+    response.headers["Location"] = next_url
+    return response
