@@ -173,6 +173,8 @@ def validate(settings: Settings) -> None:
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"BASCULE_LOG_LEVEL={settings.log_level!r}: expected DEBUG..ERROR")
     if settings.redis_url and urlsplit(settings.redis_url).scheme not in {"redis", "rediss"}:
-        raise ConfigError(f"BASCULE_REDIS_URL={settings.redis_url!r}: expected redis:// or rediss://")
+        raise ConfigError(
+            f"BASCULE_REDIS_URL={settings.redis_url!r}: expected redis:// or rediss://"
+        )
     if settings.session_max_hours * 60 < settings.session_idle_minutes:
         raise ConfigError("BASCULE_SESSION_IDLE_MINUTES exceeds BASCULE_SESSION_MAX_HOURS")

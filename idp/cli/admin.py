@@ -63,12 +63,14 @@ def users_create(
             if violation:
                 raise ServiceError(f"password refused: {violation.reason}")
             users.set_password(user, password, rounds=rt.settings.bcrypt_rounds)
-            audit.record("user.create", target=user.email, org_id=org.id, origin=CLI,
-                         details={"role": role})  # fmt: skip
+            audit.record(
+                "user.create", target=user.email, org_id=org.id, origin=CLI, details={"role": role}
+            )
             text = f"Created {user.email} ({role} in {org.slug!r})."
         else:
-            audit.record("user.create", target=user.email, org_id=org.id, origin=CLI,
-                         details={"role": role})  # fmt: skip
+            audit.record(
+                "user.create", target=user.email, org_id=org.id, origin=CLI, details={"role": role}
+            )
             ctx = credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
             link = credentials.invite(ctx, user, org, invited_by=audit.ANONYMOUS)
             data["invitation_link"] = link
@@ -91,10 +93,18 @@ def users_set_role(email: str, role: str, org_slug: str, as_json: bool) -> None:
         if member is None:
             raise ServiceError(f"{user.email} is not a member of {org.slug!r}")
         old = orgs.set_member_role(member, orgs.get_role(org, role))
-        audit.record("member.role_change", target=user.email, org_id=org.id, origin=CLI,
-                     details={"before": old, "after": role})  # fmt: skip
-        emit({"email": user.email, "org": org.slug, "role": role, "previous_role": old},
-             as_json, f"{user.email} is now {role} in {org.slug!r} (was {old}).")  # fmt: skip
+        audit.record(
+            "member.role_change",
+            target=user.email,
+            org_id=org.id,
+            origin=CLI,
+            details={"before": old, "after": role},
+        )
+        emit(
+            {"email": user.email, "org": org.slug, "role": role, "previous_role": old},
+            as_json,
+            f"{user.email} is now {role} in {org.slug!r} (was {old}).",
+        )
 
 
 def _set_active(email: str, active: bool, as_json: bool) -> None:
@@ -104,8 +114,11 @@ def _set_active(email: str, active: bool, as_json: bool) -> None:
             user, active, store=runtime().store, actor=audit.ANONYMOUS, origin=CLI
         )
         state = "enabled" if active else f"disabled ({ended} session(s) ended)"
-        emit({"email": user.email, "active": active, "sessions_revoked": ended}, as_json,
-             f"{user.email} {state}.")  # fmt: skip
+        emit(
+            {"email": user.email, "active": active, "sessions_revoked": ended},
+            as_json,
+            f"{user.email} {state}.",
+        )
 
 
 @users_group.command("disable")
@@ -140,10 +153,12 @@ def sessions_revoke(email: str, as_json: bool) -> None:
     with app_context():
         user = users.get_by_email(email)
         ended = sessions.revoke_all(runtime().store, user.id)
-        audit.record("session.revoke_all", target=user.email, origin=CLI,
-                     details={"count": ended})  # fmt: skip
-        emit({"email": user.email, "sessions_revoked": ended}, as_json,
-             f"Ended {ended} session(s) of {user.email}.")  # fmt: skip
+        audit.record("session.revoke_all", target=user.email, origin=CLI, details={"count": ended})
+        emit(
+            {"email": user.email, "sessions_revoked": ended},
+            as_json,
+            f"Ended {ended} session(s) of {user.email}.",
+        )
 
 
 @click.group("roles")
@@ -166,10 +181,18 @@ def roles_create(name: str, org_slug: str, names: str, as_json: bool) -> None:
     with app_context():
         org = orgs.get(org_slug)
         orgs.create_role(org, name, granted)
-        audit.record("role.create", target=name, org_id=org.id, origin=CLI,
-                     details={"permissions": sorted(granted)})  # fmt: skip
-        emit({"org": org.slug, "role": name, "permissions": sorted(granted)}, as_json,
-             f"Created role {name!r} in {org.slug!r}: {', '.join(sorted(granted)) or 'none'}.")  # fmt: skip
+        audit.record(
+            "role.create",
+            target=name,
+            org_id=org.id,
+            origin=CLI,
+            details={"permissions": sorted(granted)},
+        )
+        emit(
+            {"org": org.slug, "role": name, "permissions": sorted(granted)},
+            as_json,
+            f"Created role {name!r} in {org.slug!r}: {', '.join(sorted(granted)) or 'none'}.",
+        )
 
 
 def _change_permission(name: str, permission: str, org_slug: str, granted: bool, as_json: bool):  # type: ignore[no-untyped-def]
@@ -179,14 +202,25 @@ def _change_permission(name: str, permission: str, org_slug: str, granted: bool,
         before = sorted(role.permissions)
         changed = orgs.set_role_permission(role, permission, granted)
         if changed:
-            audit.record("role.update", target=name, org_id=org.id, origin=CLI,
-                         details={"before": before, "after": sorted(role.permissions)})  # fmt: skip
+            audit.record(
+                "role.update",
+                target=name,
+                org_id=org.id,
+                origin=CLI,
+                details={"before": before, "after": sorted(role.permissions)},
+            )
         db.session.commit()
         verb = "Granted" if granted else "Revoked"
-        text = f"{verb} {permission} {'to' if granted else 'from'} {name!r}." if changed else (
-            "Nothing to change.")  # fmt: skip
-        emit({"role": name, "permissions": sorted(role.permissions), "changed": changed},
-             as_json, text)  # fmt: skip
+        text = (
+            f"{verb} {permission} {'to' if granted else 'from'} {name!r}."
+            if changed
+            else ("Nothing to change.")
+        )
+        emit(
+            {"role": name, "permissions": sorted(role.permissions), "changed": changed},
+            as_json,
+            text,
+        )
 
 
 @roles_group.command("grant")

@@ -22,7 +22,9 @@ def _parse_since(_ctx: click.Context, _param: click.Parameter, value: str | None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter("use an ISO 8601 time, e.g. 2026-11-25 or 2026-11-25T09:00Z") from None
+        raise click.BadParameter(
+            "use an ISO 8601 time, e.g. 2026-11-25 or 2026-11-25T09:00Z"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -43,14 +45,21 @@ def verify(as_json: bool) -> None:
     """Check the hash chain; exit 1 and name the first bad row if it was tampered with."""
     with app_context():
         result = audit_service.verify()
-    data = {"ok": result.ok, "checked": result.checked, "first_bad_seq": result.first_bad_seq,
-            "problem": result.problem}  # fmt: skip
+    data = {
+        "ok": result.ok,
+        "checked": result.checked,
+        "first_bad_seq": result.first_bad_seq,
+        "problem": result.problem,
+    }
     if result.ok:
         emit(data, as_json, f"Audit chain intact: {result.checked} event(s) verified.")
     else:
-        emit(data, as_json,
-             f"Audit chain BROKEN at event {result.first_bad_seq}: {result.problem} "
-             f"({result.checked} event(s) before it verified).")  # fmt: skip
+        emit(
+            data,
+            as_json,
+            f"Audit chain BROKEN at event {result.first_bad_seq}: {result.problem} "
+            f"({result.checked} event(s) before it verified).",
+        )
         raise SystemExit(1)
 
 

@@ -91,9 +91,7 @@ def load_keyring(keys_dir: Path, env_key: str | None = None) -> Keyring:
     current_file = data_dir / "current"
     if not current_file.is_file():
         raise MissingKeyError(f"no data key in {data_dir}; run `bascule init`")
-    keys = {
-        path.stem: _decode_key(path.read_text(), str(path)) for path in data_dir.glob("*.key")
-    }
+    keys = {path.stem: _decode_key(path.read_text(), str(path)) for path in data_dir.glob("*.key")}
     current = current_file.read_text().strip()
     if current not in keys:
         raise MissingKeyError(f"{current_file} names {current!r}, which is not in {data_dir}")

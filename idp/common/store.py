@@ -157,7 +157,9 @@ class SqlStore:
     SWEEP_PROBABILITY = 0.01
 
     def __init__(self, url_or_engine: str | Engine, clock=time.time) -> None:  # type: ignore[no-untyped-def]
-        self._engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        self._engine = (
+            make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        )
         self._clock = clock
         dialect = self._engine.dialect.name
         self._insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
@@ -237,9 +239,7 @@ class SqlStore:
             index_elements=[kv_entries.c.key],
             set_={
                 # An expired counter starts again at 1 with a fresh expiry.
-                "value": func.coalesce(
-                    _if(kv_entries.c.expires_at <= now, "1", current), "1"
-                ),
+                "value": func.coalesce(_if(kv_entries.c.expires_at <= now, "1", current), "1"),
                 "expires_at": _if(
                     kv_entries.c.expires_at <= now, now + ttl, kv_entries.c.expires_at
                 ),

@@ -48,9 +48,13 @@ def change_password(
         policy = ThrottlePolicy(s.login_max_failures, s.login_lockout_seconds, s.ip_max_failures)
         throttle.register_failure(ctx.store, user.email, ctx.origin.ip, ctx.now, policy)
         audit.record(
-            "password.change", outcome="failure", actor=Actor(user.id, user.email),
-            origin=ctx.origin, details={"reason": "bad_current_password"}, now=ctx.now,
-        )  # fmt: skip
+            "password.change",
+            outcome="failure",
+            actor=Actor(user.id, user.email),
+            origin=ctx.origin,
+            details={"reason": "bad_current_password"},
+            now=ctx.now,
+        )
         raise ServiceError("Your current password is not right.")
     violation = users.check_new_password(user, new, ctx.settings.password_min_length)
     if violation:
@@ -58,9 +62,12 @@ def change_password(
     ended = sessions.revoke_all(ctx.store, user.id, keep=keep_session)
     _store_password(ctx, user, new)
     audit.record(
-        "password.change", actor=Actor(user.id, user.email), origin=ctx.origin,
-        details={"other_sessions_revoked": ended}, now=ctx.now,
-    )  # fmt: skip
+        "password.change",
+        actor=Actor(user.id, user.email),
+        origin=ctx.origin,
+        details={"other_sessions_revoked": ended},
+        now=ctx.now,
+    )
 
 
 def _store_password(ctx: Context, user: User, password: str) -> None:
@@ -74,16 +81,22 @@ def request_reset(ctx: Context, email: str) -> None:
     ip_key = f"reset:ip:{ctx.origin.ip}"
     if ctx.origin.ip and ctx.store.incr(ip_key, RESET_WINDOW_SECONDS) > RESET_REQUESTS_PER_IP:
         audit.record(
-            "password.reset_request", outcome="failure", origin=ctx.origin,
-            details={"reason": "rate_limited"}, now=ctx.now,
-        )  # fmt: skip
+            "password.reset_request",
+            outcome="failure",
+            origin=ctx.origin,
+            details={"reason": "rate_limited"},
+            now=ctx.now,
+        )
         return
     user = users.find_by_email(email) if users.valid_email(users.normalise_email(email)) else None
     if user is None or not user.is_active:
         audit.record(
-            "password.reset_request", outcome="ignored", origin=ctx.origin,
-            target=users.normalise_email(email)[:254], now=ctx.now,
-        )  # fmt: skip
+            "password.reset_request",
+            outcome="ignored",
+            origin=ctx.origin,
+            target=users.normalise_email(email)[:254],
+            now=ctx.now,
+        )
         return
     token = one_time.issue(ctx.store, "reset", {"uid": user.id}, RESET_TTL_SECONDS)
     link = f"{ctx.settings.issuer}/password/reset/{token}"
@@ -95,8 +108,9 @@ def request_reset(ctx: Context, email: str) -> None:
         "The link works once. Using it signs you out everywhere.\n"
         "If you did not ask for this, ignore this message: your password stays as it is.\n",
     )
-    audit.record("password.reset_request", actor=Actor(user.id, user.email), origin=ctx.origin,
-                 now=ctx.now)  # fmt: skip
+    audit.record(
+        "password.reset_request", actor=Actor(user.id, user.email), origin=ctx.origin, now=ctx.now
+    )
 
 
 def invite(ctx: Context, user: User, org: Organisation, invited_by: Actor) -> str:
@@ -110,9 +124,13 @@ def invite(ctx: Context, user: User, org: Organisation, invited_by: Actor) -> st
         f"Choose your password here within 7 days:\n{link}\n",
     )
     audit.record(
-        "member.invite", actor=invited_by, org_id=org.id, target=user.email,
-        origin=ctx.origin, now=ctx.now,
-    )  # fmt: skip
+        "member.invite",
+        actor=invited_by,
+        org_id=org.id,
+        target=user.email,
+        origin=ctx.origin,
+        now=ctx.now,
+    )
     return link
 
 
@@ -137,6 +155,11 @@ def complete_link(ctx: Context, kind: str, token: str, new_password: str) -> Use
     throttle.register_success(ctx.store, user.email)
     _store_password(ctx, user, new_password)
     event = "password.reset" if kind == "reset" else "invitation.accept"
-    audit.record(event, actor=Actor(user.id, user.email), origin=ctx.origin,
-                 details={"sessions_revoked": ended}, now=ctx.now)  # fmt: skip
+    audit.record(
+        event,
+        actor=Actor(user.id, user.email),
+        origin=ctx.origin,
+        details={"sessions_revoked": ended},
+        now=ctx.now,
+    )
     return user

@@ -71,14 +71,22 @@ def password_sign_in(
     locked_for = throttle.register_failure(store, email, origin.ip, now, policy)
     actor = Actor(user.id if user else None, email[:254])
     audit.record(
-        "login.failure", outcome="failure", actor=actor, origin=origin,
-        details={"reason": reason}, now=now,
-    )  # fmt: skip
+        "login.failure",
+        outcome="failure",
+        actor=actor,
+        origin=origin,
+        details={"reason": reason},
+        now=now,
+    )
     if locked_for:
         audit.record(
-            "login.lockout", outcome="failure", actor=actor, origin=origin,
-            details={"seconds": locked_for}, now=now,
-        )  # fmt: skip
+            "login.lockout",
+            outcome="failure",
+            actor=actor,
+            origin=origin,
+            details={"seconds": locked_for},
+            now=now,
+        )
     metrics.SIGN_INS.labels("failure").inc()
     return Attempt(Result.INVALID)
 

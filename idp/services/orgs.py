@@ -111,4 +111,6 @@ def set_member_role(member: Membership, role: Role) -> str:
 
 def _owner_count(org: Organisation) -> int:
     owner = get_role(org, "owner")
-    return len(db.session.scalars(select(Membership.id).where(Membership.role_id == owner.id)).all())
+    return len(
+        db.session.scalars(select(Membership.id).where(Membership.role_id == owner.id)).all()
+    )

@@ -114,7 +114,7 @@ def check_policy(
 
 
 def _user_words(inputs: Iterable[str]) -> list[str]:
-    """The user's own words, split so that ``jane.doe@acme.test`` also yields ``jane`` and ``acme``."""
+    """The user's own words, split so that jane.doe@acme.test also yields jane and acme."""
     words: set[str] = set()
     for text in inputs:
         if not text:

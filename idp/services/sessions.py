@@ -53,10 +53,7 @@ class SessionRecord:
     def ttl(self, now: float, limits: Limits) -> float:
         return max(
             1.0,
-            min(
-                self.last_seen + limits.idle_seconds, self.created + limits.absolute_seconds
-            )
-            - now,
+            min(self.last_seen + limits.idle_seconds, self.created + limits.absolute_seconds) - now,
         )
 
 

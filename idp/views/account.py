@@ -74,9 +74,12 @@ def revoke_other_sessions(user: User) -> Response:
     rt = runtime()
     ended = sessions.revoke_all(rt.store, user.id, keep=server_session().sid)
     audit.record(
-        "session.revoke_others", actor=actor(user), origin=origin(), now=rt.clock(),
+        "session.revoke_others",
+        actor=actor(user),
+        origin=origin(),
+        now=rt.clock(),
         details={"count": ended},
-    )  # fmt: skip
+    )
     return redirect_to("account.list_sessions")
 
 

@@ -74,9 +74,12 @@ def logout() -> BaseResponse:
     user = current_user()
     if user is not None:
         audit.record(
-            "logout", actor=actor(user), origin=origin(), now=runtime().clock(),
+            "logout",
+            actor=actor(user),
+            origin=origin(),
+            now=runtime().clock(),
             target=server_session().sid,
-        )  # fmt: skip
+        )
     server_session().destroy()
     return redirect_to("auth.login")
 
