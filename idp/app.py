@@ -32,8 +32,13 @@ def create_app(
     store: Store | None = None,
     clock: Clock = system_clock,
     flask_config: dict[str, Any] | None = None,
+    dev_warning: bool = True,
 ) -> Flask:
-    """Build an IdP app. Tests pass their own settings, store and clock."""
+    """Build an IdP app. Tests pass their own settings, store and clock.
+
+    ``dev_warning=False`` is for command-line tools, which serve nothing: the warning about
+    plain http belongs to the servers' start, not in front of every command's output.
+    """
     settings = settings or config_module.load()
     logs.configure(settings.log_level, settings.log_format)
     app = Flask(
@@ -78,7 +83,7 @@ def create_app(
     register_blueprints(app)
     install_template_helpers(app, settings)
     install_web_security(app, settings)
-    if settings.is_dev:
+    if settings.is_dev and dev_warning:
         log.warning(
             "DEVELOPMENT MODE: plain http allowed, cookies are not Secure. "
             "Never expose this instance; set an https:// BASCULE_ISSUER in production."

@@ -14,6 +14,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ REDIS_URL = os.environ.get("BASCULE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 BACKENDS = ["sqlite", "postgres+redis"]
 
 
-def _pg_reason() -> str | None:
+def pg_reason() -> str | None:
     try:
         with psycopg.connect(PG_ADMIN_URL, connect_timeout=2):
             return None
@@ -43,7 +44,7 @@ def _pg_reason() -> str | None:
         return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).strip()[:120]}"
 
 
-def _redis_reason() -> str | None:
+def redis_reason() -> str | None:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
         return None
@@ -82,7 +83,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path) ->
 
 @pytest.fixture(scope="session")
 def pg_template(keys_dir: Path) -> Iterator[str]:
-    reason = _pg_reason()
+    reason = pg_reason()
     if reason:
         pytest.skip(reason)
     name = f"bascule_tmpl_{os.getpid()}"
@@ -103,30 +104,37 @@ def _pg_url(database: str) -> str:
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres+redis":
-        reason = _pg_reason() or _redis_reason()
+        reason = pg_reason() or redis_reason()
         if reason:
             pytest.skip(reason)
     return str(request.param)
 
 
-@pytest.fixture
-def database_url(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest, sqlite_template: Path
-) -> Iterator[str]:
-    """A fresh, migrated database for this test."""
+@contextmanager
+def fresh_database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated database of its own: a copy of the SQLite template, or a PostgreSQL clone."""
     if backend == "sqlite":
-        (tmp_path / "instance").mkdir()
+        (tmp_path / "instance").mkdir(exist_ok=True)
         target = tmp_path / "instance" / "bascule.db"
-        shutil.copy(sqlite_template, target)
+        shutil.copy(request.getfixturevalue("sqlite_template"), target)
         yield f"sqlite:///{target}"
         return
     template = request.getfixturevalue("pg_template")
     name = f"bascule_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    yield _pg_url(name)
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield _pg_url(name)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated database for this test."""
+    with fresh_database(backend, tmp_path, request) as url:
+        yield url
 
 
 @pytest.fixture
@@ -201,17 +209,17 @@ def browser_client(base_url: str) -> Iterator[httpx.Client]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say how many tests ran on each backend, so a skipped PostgreSQL run cannot hide."""
-    counts = {name: {"passed": 0, "skipped": 0, "failed": 0} for name in BACKENDS}
-    for outcome in counts[BACKENDS[0]]:
+    buckets = {"sqlite": "sqlite", "postgresql": "postgres", "redis": "redis"}
+    counts = {name: dict.fromkeys(("passed", "failed", "skipped"), 0) for name in buckets}
+    for outcome in ("passed", "failed", "skipped"):
         for report in terminalreporter.stats.get(outcome, []):
-            if getattr(report, "when", "call") not in ("call", "setup"):
-                continue
-            for name in BACKENDS:
-                if f"[{name}" in report.nodeid or f"-{name}]" in report.nodeid:
+            params = report.nodeid.rpartition("[")[2] if report.nodeid.endswith("]") else ""
+            for name, marker in buckets.items():
+                if marker in params:
                     counts[name][outcome] += 1
     terminalreporter.write_sep("=", "tests per backend")
     for name, numbers in counts.items():
         terminalreporter.write_line(
-            f"{name:16} {numbers['passed']} passed, {numbers['failed']} failed, "
+            f"{name:12} {numbers['passed']} passed, {numbers['failed']} failed, "
             f"{numbers['skipped']} skipped"
         )

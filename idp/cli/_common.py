@@ -32,7 +32,7 @@ def app_context(current: Settings | None = None) -> Iterator[Flask]:
     from idp.app import create_app
 
     try:
-        app = create_app(current or settings())
+        app = create_app(current or settings(), dev_warning=False)
     except MissingKeyError as exc:
         raise click.ClickException(str(exc)) from None
     with app.app_context():

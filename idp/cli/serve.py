@@ -46,7 +46,9 @@ def serve(idp_bind: str, gateway_bind: str, upstream_bind: str, workers: int) ->
 
 def _gunicorn(bind: str, target: str, workers: int) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers)]
-    command += ["--access-logfile", "-", "--graceful-timeout", "5", target]
+    # No control socket: gunicorn's default is one fixed path under $HOME, which our two
+    # servers (and any other instance on the machine) would fight over.
+    command += ["--access-logfile", "-", "--graceful-timeout", "5", "--no-control-socket", target]
     return subprocess.Popen(command, env=os.environ.copy())  # noqa: S603 -- our own argv
 
 
@@ -73,3 +75,6 @@ def _wait(children: list[subprocess.Popen[bytes]]) -> None:
     failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM)]
     if failed:
         raise SystemExit(1)
+
+
+COMMANDS = [serve]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -119,7 +120,11 @@ def events(since: datetime | None = None, batch: int = 1000) -> Iterator[AuditEv
     query = select(AuditEvent).order_by(AuditEvent.seq)
     if since is not None:
         query = query.where(AuditEvent.time >= since)
-    yield from db.session.scalars(query.execution_options(yield_per=batch))
+    result = db.session.scalars(query.execution_options(yield_per=batch))
+    try:
+        yield from result
+    finally:
+        result.close()  # a caller that stops early must not leave a server-side cursor open
 
 
 @dataclass(frozen=True)
@@ -133,14 +138,15 @@ class Verification:
 def verify() -> Verification:
     """Walk the chain from the start; report the first row that breaks it."""
     prev_hash, expected_seq, checked = GENESIS, 1, 0
-    for entry in events():
-        if entry.seq != expected_seq:
-            return Verification(False, checked, expected_seq, "row missing")
-        if entry.prev_hash != prev_hash:
-            return Verification(False, checked, entry.seq, "previous hash does not match")
-        if chain_hash(prev_hash, entry) != entry.hash:
-            return Verification(False, checked, entry.seq, "row content was changed")
-        prev_hash, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
+    with closing(events()) as stream:
+        for entry in stream:
+            if entry.seq != expected_seq:
+                return Verification(False, checked, expected_seq, "row missing")
+            if entry.prev_hash != prev_hash:
+                return Verification(False, checked, entry.seq, "previous hash does not match")
+            if chain_hash(prev_hash, entry) != entry.hash:
+                return Verification(False, checked, entry.seq, "row content was changed")
+            prev_hash, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
     head = db.session.get(AuditHead, 1)
     if head is not None and (head.seq != checked or head.hash != prev_hash):
         return Verification(False, checked, checked + 1, "rows removed from the end")

@@ -106,11 +106,30 @@ def check_policy(
         feedback = result["feedback"]
         reason = feedback.get("warning") or "This password is too easy to guess."
         return PolicyViolation(reason, list(feedback.get("suggestions") or []))
+    if words and _score(_without(password, words)) < MIN_SCORE:
+        # zxcvbn ranks the user's words as guessable but still scores "janedoe-acme-2026" as
+        # strong; what remains without them must stand on its own.
+        return PolicyViolation(
+            "This password is mostly your name, email or organisation.",
+            ["Add a few unrelated words instead."],
+        )
     if any(verify_password(password, old) for old in previous_hashes):
         return PolicyViolation(
             f"Choose a password you have not used for your last {HISTORY_DEPTH} passwords."
         )
     return None
+
+
+def _score(password: str) -> int:
+    return int(zxcvbn(password[:ZXCVBN_MAX])["score"])
+
+
+def _without(password: str, words: list[str]) -> str:
+    """The password with every one of the user's words taken out."""
+    remainder = password.lower()
+    for word in sorted(words, key=len, reverse=True):
+        remainder = remainder.replace(word, "")
+    return remainder
 
 
 def _user_words(inputs: Iterable[str]) -> list[str]:
@@ -124,4 +143,5 @@ def _user_words(inputs: Iterable[str]) -> list[str]:
         for separator in "@.-_+ ":
             lowered = lowered.replace(separator, " ")
         words.update(part for part in lowered.split() if len(part) >= 3)
+    words.discard("")
     return sorted(words)
