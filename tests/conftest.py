@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 import redis
+from flask import Flask
 from werkzeug.serving import make_server
 
 from idp.app import create_app
@@ -193,6 +194,27 @@ def app(settings: Settings, store, clock: FrozenClock, server):  # type: ignore[
 
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def extra_app(store, clock: FrozenClock) -> Iterator[Callable[..., Flask]]:
+    """Build further apps (other settings or store) whose engines are closed after the test."""
+    built: list[Flask] = []
+
+    def build(settings: Settings, **kwargs: Any) -> Flask:
+        kwargs.setdefault("store", store)
+        kwargs.setdefault("clock", clock)
+        flask_app = create_app(settings, **kwargs)
+        built.append(flask_app)
+        return flask_app
+
+    yield build
+    from idp.extensions import db
+
+    for flask_app in built:
+        with flask_app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 @pytest.fixture
