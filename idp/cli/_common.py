@@ -14,6 +14,7 @@ from flask import Flask
 
 from idp.common.sealing import MissingKeyError
 from idp.config import ConfigError, Settings, load
+from idp.extensions import db
 from idp.services.errors import ServiceError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -36,7 +37,14 @@ def app_context(current: Settings | None = None) -> Iterator[Flask]:
     except MissingKeyError as exc:
         raise click.ClickException(str(exc)) from None
     with app.app_context():
-        yield app
+        try:
+            yield app
+        finally:
+            # A command gives its connections back when done, so that callers running it
+            # in-process (scripts, tests) do not keep database connections open.
+            db.session.remove()
+            db.engine.dispose()
+            app.extensions["bascule"].store.close()
 
 
 def emit(data: Any, as_json: bool, text: str) -> None:

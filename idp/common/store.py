@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import redis
 from sqlalchemy import (
@@ -45,7 +45,7 @@ class Store(Protocol):
 
     def get(self, key: str) -> str | None: ...
     def get_many(self, keys: Sequence[str]) -> list[str | None]: ...
-    def set(self, key: str, value: str, ttl: float) -> None: ...
+    def put(self, key: str, value: str, ttl: float) -> None: ...
     def add(self, key: str, value: str, ttl: float) -> bool: ...
     def take(self, key: str) -> str | None: ...
     def delete(self, *keys: str) -> None: ...
@@ -54,6 +54,7 @@ class Store(Protocol):
     def srem(self, key: str, member: str) -> None: ...
     def smembers(self, key: str) -> set[str]: ...
     def ping(self) -> None: ...
+    def close(self) -> None: ...
 
 
 kv_entries = Table(
@@ -99,7 +100,7 @@ class RedisStore:
             return []
         return self._run(lambda: self._redis.mget([self._k(k) for k in keys]))
 
-    def set(self, key: str, value: str, ttl: float) -> None:
+    def put(self, key: str, value: str, ttl: float) -> None:
         self._run(lambda: self._redis.set(self._k(key), value, px=_ms(ttl)))
 
     def add(self, key: str, value: str, ttl: float) -> bool:
@@ -139,6 +140,10 @@ class RedisStore:
     def ping(self) -> None:
         self._run(self._redis.ping)
 
+    def close(self) -> None:
+        """Give back the connections (a later call reconnects)."""
+        self._redis.close()
+
     def clear_namespace(self) -> None:
         """Delete every key of this namespace (tests use one namespace each)."""
         keys = list(self._redis.scan_iter(match=self._ns + "*", count=1000))
@@ -162,7 +167,11 @@ class SqlStore:
         )
         self._clock = clock
         dialect = self._engine.dialect.name
-        self._insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+        # Both dialects' inserts offer on_conflict_do_update; their stubs disagree, hence Any.
+        self._insert: Callable[[Table], Any] = {
+            "postgresql": postgresql.insert,
+            "sqlite": sqlite.insert,
+        }[dialect]
 
     def _tx(self):  # type: ignore[no-untyped-def]
         try:
@@ -189,7 +198,7 @@ class SqlStore:
         found = dict(rows)
         return [found.get(k) for k in keys]
 
-    def set(self, key: str, value: str, ttl: float) -> None:
+    def put(self, key: str, value: str, ttl: float) -> None:
         now = self._clock()
         stmt = self._insert(kv_entries).values(key=key, value=value, expires_at=now + ttl)
         stmt = stmt.on_conflict_do_update(
@@ -277,6 +286,10 @@ class SqlStore:
     def ping(self) -> None:
         with self._tx() as conn:
             conn.execute(select(1))
+
+    def close(self) -> None:
+        """Give back the connections (a later call reconnects)."""
+        self._engine.dispose()
 
     def _maybe_sweep(self, conn: Connection, now: float) -> None:
         if random.random() < self.SWEEP_PROBABILITY:  # noqa: S311 -- load spreading, not security

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,11 +72,11 @@ def record(
         event=event,
         outcome=outcome,
         actor_id=actor.id,
-        actor_email=actor.email,
+        actor_email=_text(actor.email, 254),
         org_id=org_id,
-        target=target,
+        target=_text(target, 254),
         ip=origin.ip,
-        user_agent=(origin.user_agent or "")[:512] or None,
+        user_agent=_text(origin.user_agent or None, 512),
         details=details or {},
         prev_hash=prev_hash,
     )
@@ -85,6 +85,14 @@ def record(
     db.session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=entry.hash))
     db.session.commit()
     return entry
+
+
+def _text(value: str | None, limit: int) -> str | None:
+    """Client-supplied text as every database takes it: PostgreSQL refuses NUL in text columns,
+    and a refused row would lose the event and turn a bad request into a 500."""
+    if value is None:
+        return None
+    return value.replace("\x00", "\ufffd")[:limit]
 
 
 def ensure_head() -> None:
@@ -115,7 +123,9 @@ def chain_hash(prev_hash: str, entry: AuditEvent) -> str:
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
-def events(since: datetime | None = None, batch: int = 1000) -> Iterator[AuditEvent]:
+def events(
+    since: datetime | None = None, batch: int = 1000
+) -> Generator[AuditEvent, None, None]:
     """All events in order, streamed in batches so an export of millions stays small in memory."""
     query = select(AuditEvent).order_by(AuditEvent.seq)
     if since is not None:

@@ -98,7 +98,7 @@ def request_reset(ctx: Context, email: str) -> None:
             now=ctx.now,
         )
         return
-    token = one_time.issue(ctx.store, "reset", {"uid": user.id}, RESET_TTL_SECONDS)
+    token = one_time.issue(ctx.store, "reset", {"uid": user.id}, RESET_TTL_SECONDS, ctx.now)
     link = f"{ctx.settings.issuer}/password/reset/{token}"
     ctx.mailer.send(
         user.email,
@@ -115,7 +115,7 @@ def request_reset(ctx: Context, email: str) -> None:
 
 def invite(ctx: Context, user: User, org: Organisation, invited_by: Actor) -> str:
     """Mail (and return) a link with which ``user`` sets a first password."""
-    token = one_time.issue(ctx.store, "invite", {"uid": user.id}, INVITE_TTL_SECONDS)
+    token = one_time.issue(ctx.store, "invite", {"uid": user.id}, INVITE_TTL_SECONDS, ctx.now)
     link = f"{ctx.settings.issuer}/invite/{token}"
     ctx.mailer.send(
         user.email,
@@ -136,7 +136,7 @@ def invite(ctx: Context, user: User, org: Organisation, invited_by: Actor) -> st
 
 def link_user(ctx: Context, kind: str, token: str) -> User:
     """The user a live reset or invitation link is for, without using the link up."""
-    payload = one_time.peek(ctx.store, kind, token)
+    payload = one_time.peek(ctx.store, kind, token, ctx.now)
     user = db.session.get(User, payload["uid"]) if payload else None
     if user is None or not user.is_active:
         raise LinkExpired("This link has expired or was already used. Ask for a new one.")
@@ -149,7 +149,8 @@ def complete_link(ctx: Context, kind: str, token: str, new_password: str) -> Use
     violation = users.check_new_password(user, new_password, ctx.settings.password_min_length)
     if violation:
         raise users.PasswordRejected(violation)
-    if one_time.consume(ctx.store, kind, token) is None:  # lost a race with another submit
+    # None here means another submit of the same link won the race (or it just expired).
+    if one_time.consume(ctx.store, kind, token, ctx.now) is None:
         raise LinkExpired("This link has expired or was already used. Ask for a new one.")
     ended = sessions.revoke_all(ctx.store, user.id)
     throttle.register_success(ctx.store, user.email)

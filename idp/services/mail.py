@@ -36,7 +36,7 @@ class Mailer:
             log.info("mail to %s (%s) written to %s", to, subject, path)
 
     def _send_smtp(self, message: EmailMessage) -> None:
-        url = urlsplit(self.smtp_url)
+        url = urlsplit(self.smtp_url or "")
         port = url.port or (465 if url.scheme == "smtps" else 587)
         client_class = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
         with client_class(url.hostname or "localhost", port, timeout=10) as client:

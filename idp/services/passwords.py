@@ -121,6 +121,8 @@ def check_policy(
 
 
 def _score(password: str) -> int:
+    if not password:  # zxcvbn raises on "", e.g. when the password was only the user's words
+        return 0
     return int(zxcvbn(password[:ZXCVBN_MAX])["score"])
 
 

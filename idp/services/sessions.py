@@ -81,7 +81,7 @@ def load(store: Store, token: str, now: float, limits: Limits) -> SessionRecord 
 
 def save(store: Store, token: str, record: SessionRecord, now: float, limits: Limits) -> None:
     sid = session_id(token)
-    store.set(SESSION_PREFIX + sid, json.dumps(asdict(record)), record.ttl(now, limits))
+    store.put(SESSION_PREFIX + sid, json.dumps(asdict(record)), record.ttl(now, limits))
     if record.uid:
         store.sadd(USER_INDEX_PREFIX + record.uid, sid, limits.absolute_seconds)
 

@@ -55,9 +55,9 @@ def register_failure(
     if failures >= policy.max_failures:
         doublings = failures - policy.max_failures
         locked_for = min(MAX_LOCK_SECONDS, policy.lockout_seconds * 2 ** min(doublings, 20))
-        store.set(f"lock:acct:{account}", str(now + locked_for), locked_for + 60)
+        store.put(f"lock:acct:{account}", str(now + locked_for), locked_for + 60)
     if ip and store.incr(f"fail:ip:{ip}", IP_WINDOW_SECONDS) >= policy.ip_max_failures:
-        store.set(f"lock:ip:{ip}", str(now + IP_WINDOW_SECONDS), IP_WINDOW_SECONDS + 60)
+        store.put(f"lock:ip:{ip}", str(now + IP_WINDOW_SECONDS), IP_WINDOW_SECONDS + 60)
         locked_for = max(locked_for, IP_WINDOW_SECONDS)
     return locked_for
 

@@ -15,9 +15,11 @@ from idp.services.audit import Actor, Origin
 from idp.services.errors import NotFound, ServiceError
 from idp.services.passwords import PolicyViolation
 
-# Deliberately simple: one @, no spaces, a dot in the domain. Deliverability is proven by the
-# invitation or reset mail, not by a regular expression.
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# Deliberately simple: one @, no spaces or control characters, a dot in the domain.
+# Deliverability is proven by the invitation or reset mail, not by a regular expression.
+# (A NUL would also make PostgreSQL refuse the lookup with an error instead of "no such user".)
+_ATOM = r"[^@\s\x00-\x1f\x7f]"
+_EMAIL = re.compile(rf"^{_ATOM}{{1,64}}@{_ATOM}+\.{_ATOM}+$")
 MAX_EMAIL = 254
 
 

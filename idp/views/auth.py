@@ -85,7 +85,9 @@ def logout() -> BaseResponse:
 
 
 def _login_page(message: str, email: str, next_url: str, status: int) -> tuple[str, int]:
-    page = render_template("idp/login.html", error=message, email=email[:254], next=next_url)
+    # Refill the form with what was typed, but never reflect control characters (NUL …) back.
+    shown = "".join(ch for ch in email[:254] if ch.isprintable())
+    page = render_template("idp/login.html", error=message, email=shown, next=next_url)
     return page, status
 
 

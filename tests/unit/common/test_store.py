@@ -44,8 +44,8 @@ def _wait_until_gone(store: Store, key: str, set_key: str | None = None) -> None
 
 def test_set_get_delete(any_store: Store) -> None:
     assert any_store.get("a") is None
-    any_store.set("a", "1", 60)
-    any_store.set("a", "2", 60)
+    any_store.put("a", "1", 60)
+    any_store.put("a", "2", 60)
     assert any_store.get("a") == "2"
     assert any_store.get_many(["a", "missing"]) == ["2", None]
     any_store.delete("a")
@@ -53,7 +53,7 @@ def test_set_get_delete(any_store: Store) -> None:
 
 
 def test_expiry_is_enforced_on_read(any_store: Store) -> None:
-    any_store.set("short", "x", 0.05)
+    any_store.put("short", "x", 0.05)
     any_store.sadd("set", "m", 0.05)
     _wait_until_gone(any_store, "short", "set")
     assert any_store.get("short") is None
@@ -69,14 +69,14 @@ def test_add_is_set_if_absent(any_store: Store) -> None:
 
 
 def test_take_returns_once(any_store: Store) -> None:
-    any_store.set("token", "payload", 60)
+    any_store.put("token", "payload", 60)
     assert any_store.take("token") == "payload"
     assert any_store.take("token") is None
 
 
 def test_take_is_atomic_under_concurrency(any_store: Store) -> None:
     """Twenty threads race for one single-use token: exactly one wins."""
-    any_store.set("race", "prize", 60)
+    any_store.put("race", "prize", 60)
     winners: list[str] = []
     barrier = threading.Barrier(20)
 
@@ -135,6 +135,6 @@ def test_redis_namespaces_do_not_see_each_other() -> None:
         pytest.skip(reason)
     mine = RedisStore(REDIS_URL, namespace=f"bascule-test:{uuid.uuid4().hex}:")
     other = RedisStore(REDIS_URL, namespace=f"bascule-test:{uuid.uuid4().hex}:")
-    mine.set("k", "mine", 60)
+    mine.put("k", "mine", 60)
     assert other.get("k") is None
     mine.clear_namespace()
