@@ -15,6 +15,8 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from idp.config import Settings
+from idp.services.authz import Forbidden
+from idp.services.errors import NotFound, ServiceError
 
 log = logging.getLogger("bascule.idp")
 
@@ -64,6 +66,14 @@ def install_web_security(app: Flask, settings: Settings) -> None:
             "This form has expired or did not come from this site. "
             "Go back, reload the page and try again.",
         )
+
+    @app.errorhandler(ServiceError)
+    def refused(error: ServiceError) -> tuple[Response | str, int]:
+        """A rule said no: 403 for a missing permission, 404 for an unknown id, else 400."""
+        status = (
+            403 if isinstance(error, Forbidden) else 404 if isinstance(error, NotFound) else 400
+        )
+        return error_response(status, str(error))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response | tuple[Response | str, int]:

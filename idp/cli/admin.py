@@ -1,4 +1,8 @@
-"""Organisations, users, roles and sessions from the command line (the operator acts as root)."""
+"""Organisations, users, roles, sessions and API tokens from the command line.
+
+The operator at the shell acts as root: each command calls the same services as the admin
+console and API, as ``authz.operator(org)``, so the rules (last owner, audit) are the same.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,25 @@ import click
 from idp.cli._common import app_context, emit, friendly_errors, json_option
 from idp.common import permissions
 from idp.extensions import db
+from idp.models import ApiToken
 from idp.runtime import runtime
-from idp.services import audit, credentials, orgs, sessions, users
+from idp.services import api_tokens, audit, credentials, members, orgs, roles, sessions, users
 from idp.services.audit import CLI
-from idp.services.errors import ServiceError
+from idp.services.authz import operator
+from idp.services.errors import NotFound, ServiceError
+
+
+def _context() -> credentials.Context:
+    rt = runtime()
+    return credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
+
+
+def _member_id(email: str, org_slug: str) -> tuple[orgs.Organisation, int]:
+    org = orgs.get(org_slug)
+    member = orgs.membership(users.get_by_email(email), org)
+    if member is None:
+        raise NotFound(f"{users.normalise_email(email)} is not a member of {org.slug!r}")
+    return org, member.id
 
 
 @click.group("orgs")
@@ -50,31 +69,20 @@ def users_create(
     email: str, org_slug: str, role: str, name: str, password_stdin: bool, as_json: bool
 ) -> None:
     """Create a user in an organisation; without a password, send an invitation link."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     with app_context():
-        rt = runtime()
         org = orgs.get(org_slug)
-        org_role = orgs.get_role(org, role)
-        user = users.create_user(email, name)
-        orgs.add_member(user, org, org_role)
+        try:
+            member, link = members.invite(operator(org), _context(), email, role, name, password)
+        except users.PasswordRejected as exc:
+            raise ServiceError(f"password refused: {exc}") from None
+        db.session.commit()
+        user = member.user
         data: dict[str, object] = {"id": user.id, "email": user.email, "org": org.slug}
-        if password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
-            violation = users.check_new_password(user, password, rt.settings.password_min_length)
-            if violation:
-                raise ServiceError(f"password refused: {violation.reason}")
-            users.set_password(user, password, rounds=rt.settings.bcrypt_rounds)
-            audit.record(
-                "user.create", target=user.email, org_id=org.id, origin=CLI, details={"role": role}
-            )
-            text = f"Created {user.email} ({role} in {org.slug!r})."
-        else:
-            audit.record(
-                "user.create", target=user.email, org_id=org.id, origin=CLI, details={"role": role}
-            )
-            ctx = credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
-            link = credentials.invite(ctx, user, org, invited_by=audit.ANONYMOUS)
+        text = f"Created {user.email} ({role} in {org.slug!r})."
+        if link:
             data["invitation_link"] = link
-            text = f"Created {user.email} ({role} in {org.slug!r}).\nInvitation link: {link}"
+            text += f"\nInvitation link: {link}"
         emit(data, as_json, text)
 
 
@@ -87,23 +95,14 @@ def users_create(
 def users_set_role(email: str, role: str, org_slug: str, as_json: bool) -> None:
     """Give a member another role in an organisation."""
     with app_context():
-        org = orgs.get(org_slug)
-        user = users.get_by_email(email)
-        member = orgs.membership(user, org)
-        if member is None:
-            raise ServiceError(f"{user.email} is not a member of {org.slug!r}")
-        old = orgs.set_member_role(member, orgs.get_role(org, role))
-        audit.record(
-            "member.role_change",
-            target=user.email,
-            org_id=org.id,
-            origin=CLI,
-            details={"before": old, "after": role},
-        )
+        org, member_id = _member_id(email, org_slug)
+        before = db.session.get(orgs.Membership, member_id).role.name  # type: ignore[union-attr]
+        members.change_role(operator(org), _context(), member_id, role)
+        address = users.normalise_email(email)
         emit(
-            {"email": user.email, "org": org.slug, "role": role, "previous_role": old},
+            {"email": address, "org": org.slug, "role": role, "previous_role": before},
             as_json,
-            f"{user.email} is now {role} in {org.slug!r} (was {old}).",
+            f"{address} is now {role} in {org.slug!r} (was {before}).",
         )
 
 
@@ -111,7 +110,7 @@ def _set_active(email: str, active: bool, as_json: bool) -> None:
     with app_context():
         user = users.get_by_email(email)
         ended = users.set_active(
-            user, active, store=runtime().store, actor=audit.ANONYMOUS, origin=CLI
+            user, active, store=runtime().store, actor=operator_actor(), origin=CLI
         )
         state = "enabled" if active else f"disabled ({ended} session(s) ended)"
         emit(
@@ -119,6 +118,10 @@ def _set_active(email: str, active: bool, as_json: bool) -> None:
             as_json,
             f"{user.email} {state}.",
         )
+
+
+def operator_actor() -> audit.Actor:
+    return audit.Actor(email="operator (cli)")
 
 
 @users_group.command("disable")
@@ -153,7 +156,13 @@ def sessions_revoke(email: str, as_json: bool) -> None:
     with app_context():
         user = users.get_by_email(email)
         ended = sessions.revoke_all(runtime().store, user.id)
-        audit.record("session.revoke_all", target=user.email, origin=CLI, details={"count": ended})
+        audit.record(
+            "session.revoke_all",
+            actor=operator_actor(),
+            target=user.email,
+            origin=CLI,
+            details={"count": ended},
+        )
         emit(
             {"email": user.email, "sessions_revoked": ended},
             as_json,
@@ -166,6 +175,13 @@ def roles_group() -> None:
     """Custom roles and their permissions."""
 
 
+def _parse_permissions(names: str) -> frozenset[str]:
+    try:
+        return permissions.parse(names)
+    except ValueError as exc:
+        raise ServiceError(f"{exc}; known: {', '.join(sorted(permissions.ALL))}") from None
+
+
 @roles_group.command("create")
 @click.argument("name")
 @click.option("--org", "org_slug", required=True)
@@ -174,48 +190,34 @@ def roles_group() -> None:
 @friendly_errors
 def roles_create(name: str, org_slug: str, names: str, as_json: bool) -> None:
     """Create a custom role."""
-    try:
-        granted = permissions.parse(names)
-    except ValueError as exc:
-        raise ServiceError(f"{exc}; known: {', '.join(sorted(permissions.ALL))}") from None
+    granted = _parse_permissions(names)
     with app_context():
         org = orgs.get(org_slug)
-        orgs.create_role(org, name, granted)
-        audit.record(
-            "role.create",
-            target=name,
-            org_id=org.id,
-            origin=CLI,
-            details={"permissions": sorted(granted)},
-        )
+        roles.create(operator(org), _context(), name, granted)
+        listed = ", ".join(sorted(granted)) or "none"
         emit(
             {"org": org.slug, "role": name, "permissions": sorted(granted)},
             as_json,
-            f"Created role {name!r} in {org.slug!r}: {', '.join(sorted(granted)) or 'none'}.",
+            f"Created role {name!r} in {org.slug!r}: {listed}.",
         )
 
 
-def _change_permission(name: str, permission: str, org_slug: str, granted: bool, as_json: bool):  # type: ignore[no-untyped-def]
+def _change_permission(
+    name: str, permission: str, org_slug: str, granted: bool, as_json: bool
+) -> None:
+    if permission not in permissions.ALL:
+        raise ServiceError(f"unknown permission {permission!r}")
     with app_context():
         org = orgs.get(org_slug)
         role = orgs.get_role(org, name)
-        before = sorted(role.permissions)
-        changed = orgs.set_role_permission(role, permission, granted)
-        if changed:
-            audit.record(
-                "role.update",
-                target=name,
-                org_id=org.id,
-                origin=CLI,
-                details={"before": before, "after": sorted(role.permissions)},
-            )
+        before = role.permissions
+        after = before | {permission} if granted else before - {permission}
+        roles.set_permissions(operator(org), _context(), role.id, after)
         db.session.commit()
         verb = "Granted" if granted else "Revoked"
-        text = (
-            f"{verb} {permission} {'to' if granted else 'from'} {name!r}."
-            if changed
-            else ("Nothing to change.")
-        )
+        preposition = "to" if granted else "from"
+        changed = before != after
+        text = f"{verb} {permission} {preposition} {name!r}." if changed else "Nothing to change."
         emit(
             {"role": name, "permissions": sorted(role.permissions), "changed": changed},
             as_json,
@@ -245,4 +247,41 @@ def roles_revoke(name: str, permission: str, org_slug: str, as_json: bool) -> No
     _change_permission(name, permission, org_slug, False, as_json)
 
 
-COMMANDS = [orgs_group, users_group, sessions_group, roles_group]
+@click.group("tokens")
+def tokens_group() -> None:
+    """Personal API tokens for the admin API."""
+
+
+@tokens_group.command("create")
+@click.option("--user", "email", required=True)
+@click.option("--org", "org_slug", required=True)
+@click.option("--name", default="API token", show_default=True)
+@json_option
+@friendly_errors
+def tokens_create(email: str, org_slug: str, name: str, as_json: bool) -> None:
+    """Create a token acting as a member (printed once; store it now)."""
+    with app_context():
+        org = orgs.get(org_slug)
+        issued = api_tokens.create(operator(org), _context(), users.get_by_email(email), name)
+        emit(
+            {"id": issued.token.id, "token": issued.secret, "name": issued.token.name},
+            as_json,
+            f"Token {issued.token.id} ({issued.token.name}), shown once:\n{issued.secret}",
+        )
+
+
+@tokens_group.command("revoke")
+@click.argument("token_id", type=int)
+@json_option
+@friendly_errors
+def tokens_revoke(token_id: int, as_json: bool) -> None:
+    """Revoke a token; it stops working at once."""
+    with app_context():
+        token = db.session.get(ApiToken, token_id)
+        if token is None:
+            raise NotFound(f"no API token {token_id}")
+        api_tokens.revoke(operator(token.org), _context(), token_id)
+        emit({"id": token_id, "revoked": True}, as_json, f"Token {token_id} revoked.")
+
+
+COMMANDS = [orgs_group, users_group, sessions_group, roles_group, tokens_group]

@@ -1,10 +1,12 @@
 """Typed SQLAlchemy models: data only, rules live in ``idp.services``."""
 
+from idp.models.api_token import ApiToken
 from idp.models.audit import AuditEvent, AuditHead
 from idp.models.org import Membership, Organisation, Role, RolePermission
 from idp.models.user import PasswordHistory, User
 
 __all__ = [
+    "ApiToken",
     "AuditEvent",
     "AuditHead",
     "Membership",

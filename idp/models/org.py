@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.extensions import db
@@ -22,6 +22,13 @@ class Organisation(db.Model):  # type: ignore[name-defined,misc]
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Security settings an admin may tighten within the instance's bounds (None: instance default).
+    session_idle_minutes: Mapped[int | None] = mapped_column(default=None)
+    session_max_hours: Mapped[int | None] = mapped_column(default=None)
+    password_min_length: Mapped[int | None] = mapped_column(default=None)
+    redirect_origins: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
 
     roles: Mapped[list[Role]] = relationship(back_populates="org", cascade="all, delete-orphan")
 

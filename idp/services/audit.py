@@ -123,9 +123,7 @@ def chain_hash(prev_hash: str, entry: AuditEvent) -> str:
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
-def events(
-    since: datetime | None = None, batch: int = 1000
-) -> Generator[AuditEvent, None, None]:
+def events(since: datetime | None = None, batch: int = 1000) -> Generator[AuditEvent, None, None]:
     """All events in order, streamed in batches so an export of millions stays small in memory."""
     query = select(AuditEvent).order_by(AuditEvent.seq)
     if since is not None:

@@ -28,6 +28,15 @@ class LinkExpired(ServiceError):
     """The link was used already, has expired, or never existed."""
 
 
+class TooManyAttempts(ServiceError):
+    """The account (or the client's address) is locked after failed passwords: wait, retry."""
+
+    def __init__(self, retry_after: int) -> None:
+        minutes = max(1, round(retry_after / 60))
+        super().__init__(f"Too many wrong passwords. Try again in about {minutes} minute(s).")
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class Context:
     """What these operations need from the running instance."""
@@ -43,6 +52,18 @@ def change_password(
     ctx: Context, user: User, current: str, new: str, keep_session: str | None
 ) -> None:
     """Check the current password, apply the policy, revoke the other sessions."""
+    # The sign-in lockout holds here too, or a stolen session could go on guessing the password.
+    wait = throttle.retry_after(ctx.store, user.email, ctx.origin.ip, ctx.now)
+    if wait:
+        audit.record(
+            "password.change",
+            outcome="failure",
+            actor=Actor(user.id, user.email),
+            origin=ctx.origin,
+            details={"reason": "locked", "retry_after": wait},
+            now=ctx.now,
+        )
+        raise TooManyAttempts(wait)
     if user.password_hash is None or not passwords.verify_password(current, user.password_hash):
         s = ctx.settings
         policy = ThrottlePolicy(s.login_max_failures, s.login_lockout_seconds, s.ip_max_failures)

@@ -103,13 +103,13 @@ def add_member(user: User, org: Organisation, role: Role) -> Membership:
 def set_member_role(member: Membership, role: Role) -> str:
     """Change a member's role; returns the old role's name. The last owner stays an owner."""
     old = member.role.name
-    if old == "owner" and role.name != "owner" and _owner_count(member.org) <= 1:
+    if old == "owner" and role.name != "owner" and owner_count(member.org) <= 1:
         raise ServiceError(f"{member.user.email} is the last owner of {member.org.slug!r}")
     member.role = role
     return old
 
 
-def _owner_count(org: Organisation) -> int:
+def owner_count(org: Organisation) -> int:
     owner = get_role(org, "owner")
     return len(
         db.session.scalars(select(Membership.id).where(Membership.role_id == owner.id)).all()

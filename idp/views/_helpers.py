@@ -10,8 +10,9 @@ from flask import abort, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from idp.extensions import db
-from idp.models import User
+from idp.models import Organisation, User
 from idp.services.audit import Actor, Origin
+from idp.services.authz import Principal
 from idp.session_interface import ServerSession
 
 
@@ -29,6 +30,13 @@ def current_user() -> User | None:
         server_session().destroy()
         return None
     return user
+
+
+def principal_for(user: User) -> Principal | None:
+    """The signed-in user acting in the session's active organisation (None without one)."""
+    org_id = server_session().record.org_id
+    org = db.session.get(Organisation, org_id) if org_id else None
+    return Principal(user, org, "session") if org is not None else None
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:

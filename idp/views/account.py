@@ -35,6 +35,9 @@ def change_password(user: User) -> tuple[str, int] | Response:
     except users.PasswordRejected as exc:
         v = exc.violation
         return _overview_page(user, error=v.reason, tips=v.suggestions), 400
+    except credentials.TooManyAttempts as exc:
+        page = _overview_page(user, error=str(exc))
+        return Response(page, 429, {"Retry-After": str(exc.retry_after)})
     except ServiceError as exc:
         return _overview_page(user, error=str(exc)), 400
     session.rotate()  # a privilege change: the old cookie value must not survive it

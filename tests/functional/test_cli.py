@@ -273,8 +273,11 @@ def test_users_create_without_password_sends_an_invitation(cli: Cli, as_json: bo
     ("args", "message"),
     [
         (["users", "create", "eve@acme.test", "--org", "nope"], "no organisation 'nope'"),
-        (["users", "create", "bob@acme.test", "--org", "acme"], "already exists"),
-        (["users", "create", "BOB@acme.test ", "--org", "acme", "--json"], "already exists"),
+        (["users", "create", "bob@acme.test", "--org", "acme"], "is already a member of 'acme'"),
+        (
+            ["users", "create", "BOB@acme.test ", "--org", "acme", "--json"],
+            "is already a member of 'acme'",
+        ),
         (["users", "create", "not-an-email", "--org", "acme"], "is not an email address"),
         (["users", "create", "eve@acme.test", "--org", "acme", "--role", "boss"], "no role 'boss'"),
         (["users", "set-role", "ghost@acme.test", "admin", "--org", "acme"], "no user with email"),
@@ -447,7 +450,7 @@ def test_audit_export_jsonl(acme: Cli) -> None:
     lines = acme.ok("audit", "export", "--format", "jsonl").splitlines()
     events = [json.loads(line) for line in lines]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    assert [e["event"] for e in events] == ["org.create", "user.create", "member.role_change"]
+    assert [e["event"] for e in events] == ["org.create", "member.invite", "member.role_change"]
     assert events[1]["target"] == "bob@acme.test"
     assert events[1]["user_agent"] == "bascule-cli"
     assert events[0]["prev_hash"] == "0" * 64
