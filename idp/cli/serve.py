@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -14,6 +15,8 @@ from idp.cli._common import app_context, settings
 from idp.cli.setup import describe_owner
 from idp.common.sealing import ensure_data_key
 from idp.services import bootstrap
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @click.command()
@@ -49,7 +52,18 @@ def _gunicorn(bind: str, target: str, workers: int) -> subprocess.Popen[bytes]:
     # No control socket: gunicorn's default is one fixed path under $HOME, which our two
     # servers (and any other instance on the machine) would fight over.
     command += ["--access-logfile", "-", "--graceful-timeout", "5", "--no-control-socket", target]
-    return subprocess.Popen(command, env=os.environ.copy())  # noqa: S603 -- our own argv
+    # Its own session: Ctrl-C in the terminal reaches only `bascule serve`, which then stops the
+    # servers gracefully (SIGTERM lets in-flight requests finish; gunicorn's SIGINT does not).
+    return subprocess.Popen(  # noqa: S603 -- our own argv
+        command, env=os.environ.copy(), start_new_session=True, preexec_fn=_die_with_parent
+    )
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this server if `bascule serve` dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait(children: list[subprocess.Popen[bytes]]) -> None:

@@ -200,7 +200,8 @@ def _stop(server: Server, instance: Instance, how: str) -> None:
         time.sleep(0.1)
     assert _refuses_connections(instance.idp_port)
     assert _refuses_connections(instance.gateway_port)
-    assert "Traceback" not in server.errors()
+    errors = server.errors()
+    assert "Traceback" not in errors, errors
 
 
 def _printed_owner(output: str) -> tuple[str, str, str]:
