@@ -40,11 +40,22 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.issue_cookie = True
         self.modified = True
 
-    def sign_in(self, uid: str, org_id: str | None, amr: list[str], now: float) -> None:
+    def sign_in(
+        self,
+        uid: str,
+        org_id: str | None,
+        amr: list[str],
+        now: float,
+        limits: sessions.Limits | None = None,
+    ) -> None:
+        """Become ``uid``'s session under a new token; ``limits`` are the organisation's."""
         self.rotate()
         self.record.uid, self.record.org_id = uid, org_id
         self.record.auth_time, self.record.amr = now, amr
         self.record.created = now
+        if limits is not None:
+            self.record.idle_seconds = limits.idle_seconds
+            self.record.absolute_seconds = limits.absolute_seconds
         self.pop("csrf_token", None)  # a form token from before sign-in is not reused after
 
     def destroy(self) -> None:

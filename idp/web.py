@@ -12,7 +12,7 @@ from http import HTTPStatus
 
 from flask import Flask, Response, redirect, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 from idp.config import Settings
 from idp.services.authz import Forbidden
@@ -84,6 +84,8 @@ def install_web_security(app: Flask, settings: Settings) -> None:
         response = error_response(error.code, message or error.name)
         if isinstance(error.response, Response):  # e.g. Retry-After from a 429
             response[0].headers.extend(error.response.headers)  # type: ignore[union-attr]
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:  # RFC 9110 requires it
+            response[0].headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[union-attr]
         return response
 
     @app.errorhandler(Exception)

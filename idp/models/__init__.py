@@ -2,6 +2,7 @@
 
 from idp.models.api_token import ApiToken
 from idp.models.audit import AuditEvent, AuditHead
+from idp.models.factors import RecoveryCode, TotpFactor, WebAuthnCredential
 from idp.models.org import Membership, Organisation, Role, RolePermission
 from idp.models.user import PasswordHistory, User
 
@@ -12,7 +13,10 @@ __all__ = [
     "Membership",
     "Organisation",
     "PasswordHistory",
+    "RecoveryCode",
     "Role",
     "RolePermission",
+    "TotpFactor",
     "User",
+    "WebAuthnCredential",
 ]

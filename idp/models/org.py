@@ -29,6 +29,10 @@ class Organisation(db.Model):  # type: ignore[name-defined,misc]
     redirect_origins: Mapped[list[str]] = mapped_column(
         JSON, default=list, server_default=text("'[]'")
     )
+    # Who must use a second factor: "off", "admins" (holders of an administrative
+    # permission) or "everyone"; until ``mfa_grace_until`` those without one may still enrol later.
+    mfa_policy: Mapped[str] = mapped_column(String(16), default="off", server_default="off")
+    mfa_grace_until: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
 
     roles: Mapped[list[Role]] = relationship(back_populates="org", cascade="all, delete-orphan")
 

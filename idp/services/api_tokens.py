@@ -36,8 +36,12 @@ def create(principal: Principal, ctx: Context, owner: User, name: str) -> Issued
     the principal manages members)."""
     if principal.user is None or principal.user.id != owner.id:
         authz.require(principal, MEMBERS_MANAGE)
-    if authz.membership_of(owner, principal.org) is None:
+    membership = authz.membership_of(owner, principal.org)
+    if membership is None:
         raise ServiceError(f"{owner.email} is not a member of {principal.org.slug!r}")
+    # A token acts with its owner's permissions: an admin minting one for an owner would
+    # gain what the owner holds (billing.manage), so only for members one could grant to.
+    authz.require_grantable(principal, membership.role.permissions)
     name = name.strip()[:100] or "API token"
     secret = PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(

@@ -134,8 +134,14 @@ def request_reset(ctx: Context, email: str) -> None:
     )
 
 
-def invite(ctx: Context, user: User, org: Organisation, invited_by: Actor) -> str:
-    """Mail (and return) a link with which ``user`` sets a first password."""
+def invite(
+    ctx: Context, user: User, org: Organisation, invited_by: Actor, event: str = "member.invite"
+) -> str:
+    """Mail (and return) a link with which ``user`` sets a first password.
+
+    ``members.invite`` records the membership itself and passes ``event="invitation.send"``,
+    so one invitation is one ``member.invite`` in the log, not two.
+    """
     token = one_time.issue(ctx.store, "invite", {"uid": user.id}, INVITE_TTL_SECONDS, ctx.now)
     link = f"{ctx.settings.issuer}/invite/{token}"
     ctx.mailer.send(
@@ -145,7 +151,7 @@ def invite(ctx: Context, user: User, org: Organisation, invited_by: Actor) -> st
         f"Choose your password here within 7 days:\n{link}\n",
     )
     audit.record(
-        "member.invite",
+        event,
         actor=invited_by,
         org_id=org.id,
         target=user.email,

@@ -84,7 +84,9 @@ def invite(
     )
     link = None
     if user.password_hash is None:
-        link = credentials.invite(ctx, user, principal.org, invited_by=principal.actor)
+        link = credentials.invite(
+            ctx, user, principal.org, invited_by=principal.actor, event="invitation.send"
+        )
     return member, link
 
 
@@ -92,7 +94,9 @@ def resend_invitation(principal: Principal, ctx: Context, member_id: int) -> str
     member = get_member(principal, member_id)
     if member.user.password_hash is not None:
         raise ServiceError(f"{member.user.email} has already set a password")
-    return credentials.invite(ctx, member.user, principal.org, invited_by=principal.actor)
+    return credentials.invite(
+        ctx, member.user, principal.org, invited_by=principal.actor, event="invitation.send"
+    )
 
 
 def change_role(principal: Principal, ctx: Context, member_id: int, role_name: str) -> None:

@@ -13,6 +13,7 @@ from idp.services import audit, authz
 from idp.services.authz import Principal
 from idp.services.credentials import Context
 from idp.services.errors import ServiceError
+from idp.services.sessions import Limits
 
 MAX_REDIRECT_ORIGINS = 20
 
@@ -101,10 +102,20 @@ def _origins(value: Any) -> list[str]:
         raise ServiceError(f"at most {MAX_REDIRECT_ORIGINS} redirect origins")
     origins = []
     for origin in value:
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+            parts.port  # noqa: B018 (parsing the port raises on "https://a:x" or ":99999")
+        except ValueError:  # "https://[x": a malformed address is a refusal, not a crash
+            raise ServiceError(f"{origin[:100]!r} is not a valid URL") from None
         if parts.scheme != "https" or not parts.hostname or parts.path not in {"", "/"}:
             raise ServiceError(f"{origin[:100]!r} is not an https origin like https://app.example")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ServiceError(f"{origin[:100]!r} is not a plain origin")
         origins.append(f"https://{parts.netloc.lower()}")
     return sorted(set(origins))
+
+
+def session_limits(org: Organisation, settings: Settings) -> Limits:
+    """The session limits a sign-in into ``org`` gets."""
+    values = effective(org, settings)
+    return Limits(values["session_idle_minutes"] * 60, values["session_max_hours"] * 3600)

@@ -43,14 +43,26 @@ class SessionRecord:
     auth_time: float | None = None
     amr: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    # Tighter limits set by the organisation at sign-in (None: the instance's).
+    idle_seconds: int | None = None
+    absolute_seconds: int | None = None
 
-    def expired(self, now: float, limits: Limits) -> bool:
+    def limits(self, instance: Limits) -> Limits:
+        """The limits in force: the instance's, tightened by the session's own."""
+        return Limits(
+            min(instance.idle_seconds, self.idle_seconds or instance.idle_seconds),
+            min(instance.absolute_seconds, self.absolute_seconds or instance.absolute_seconds),
+        )
+
+    def expired(self, now: float, instance: Limits) -> bool:
+        limits = self.limits(instance)
         return (
             now - self.last_seen > limits.idle_seconds
             or now - self.created > limits.absolute_seconds
         )
 
-    def ttl(self, now: float, limits: Limits) -> float:
+    def ttl(self, now: float, instance: Limits) -> float:
+        limits = self.limits(instance)
         return max(
             1.0,
             min(self.last_seen + limits.idle_seconds, self.created + limits.absolute_seconds) - now,

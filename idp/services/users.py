@@ -18,7 +18,9 @@ from idp.services.passwords import PolicyViolation
 # Deliberately simple: one @, no spaces or control characters, a dot in the domain.
 # Deliverability is proven by the invitation or reset mail, not by a regular expression.
 # (A NUL would also make PostgreSQL refuse the lookup with an error instead of "no such user".)
-_ATOM = r"[^@\s\x00-\x1f\x7f]"
+# The header specials are refused too: "a,b@c.d" is two recipients in a To header, and
+# "a@[b.c" crashes Python's mail header parser, so an invitation to it would be a 500.
+_ATOM = r"[^@\s\x00-\x1f\x7f()<>\[\]:;,\"\\]"
 _EMAIL = re.compile(rf"^{_ATOM}{{1,64}}@{_ATOM}+\.{_ATOM}+$")
 MAX_EMAIL = 254
 
@@ -79,9 +81,12 @@ def previous_hashes(user: User) -> list[str]:
 
 
 def check_new_password(user: User, password: str, min_length: int) -> PolicyViolation | None:
+    """The policy for this user: the strictest minimum length of the instance and of every
+    organisation the user belongs to."""
+    org_minimums = [m.org.password_min_length or 0 for m in user.memberships]
     return passwords.check_policy(
         password,
-        min_length=min_length,
+        min_length=max([min_length, *org_minimums]),
         user_inputs=user_words(user),
         previous_hashes=previous_hashes(user),
     )
@@ -114,6 +119,20 @@ def _trim_history(user: User) -> None:
 def default_membership(user: User) -> Membership | None:
     """The organisation a fresh session starts in: the oldest membership."""
     return min(user.memberships, key=lambda m: m.id, default=None)
+
+
+def default_org_id(user_id: str) -> str | None:
+    """The org of ``default_membership``, read as one column.
+
+    Sign-in needs only this id; ``user.memberships`` would load every membership with its org
+    and role (joined) and then the role's grants (one more query) on every sign-in.
+    """
+    return db.session.scalar(
+        select(Membership.org_id)
+        .where(Membership.user_id == user_id)
+        .order_by(Membership.id)
+        .limit(1)
+    )
 
 
 def set_active(user: User, active: bool, *, store: Store, actor: Actor, origin: Origin) -> int:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from werkzeug.wrappers import Response
 
+from idp.common import permissions
 from idp.models import User
 from idp.runtime import runtime
-from idp.services import audit, credentials, passwords, sessions, users
+from idp.services import active_org, audit, credentials, passwords, sessions, users
 from idp.services.errors import ServiceError
 from idp.views._context import credentials_context
 from idp.views._helpers import actor, field, login_required, origin, redirect_to, server_session
+from idp.views._mfa import reauth_needed
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -24,6 +26,8 @@ def overview(user: User) -> str:
 @bp.post("/password")
 @login_required
 def change_password(user: User) -> tuple[str, int] | Response:
+    if (reauth := reauth_needed("/account")) is not None:  # a sign-in in the last 10 minutes
+        return reauth
     current = field("current_password", passwords.MAX_LENGTH + 1)
     new = field("new_password", passwords.MAX_LENGTH + 1)
     confirm = field("new_password_confirm", passwords.MAX_LENGTH + 1)
@@ -42,6 +46,23 @@ def change_password(user: User) -> tuple[str, int] | Response:
         return _overview_page(user, error=str(exc)), 400
     session.rotate()  # a privilege change: the old cookie value must not survive it
     return redirect_to("account.overview", changed=1)
+
+
+@bp.post("/org")
+@login_required
+def switch_org(user: User) -> Response:
+    """Act in another of one's organisations: checked, audited, and a new session id."""
+    session = server_session()
+    org = active_org.switch(
+        user,
+        field("org", 36),
+        current=session.record.org_id,
+        origin=origin(),
+        now=runtime().clock(),
+    )
+    session.record.org_id = org.id
+    session.rotate()  # a privilege change: the old cookie value must not survive it
+    return redirect_to("account.overview", switched=1)
 
 
 @bp.get("/sessions")
@@ -87,13 +108,18 @@ def revoke_other_sessions(user: User) -> Response:
 
 
 def _overview_page(user: User, error: str | None = None, tips: list[str] | None = None) -> str:
+    active = server_session().record.org_id
     return render_template(
         "idp/account.html",
         user=user,
-        memberships=sorted(user.memberships, key=lambda m: m.org.name),
-        active_org=server_session().record.org_id,
+        memberships=active_org.memberships(user),
+        active_org=active,
+        # Read again on every request, so a role change shows on the member's next page.
+        held=sorted(active_org.held_in(user, active)),
+        descriptions=permissions.DESCRIPTIONS,
         min_length=runtime().settings.password_min_length,
         changed=request.args.get("changed") == "1",
+        switched=request.args.get("switched") == "1",
         error=error,
         tips=tips or [],
     )

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp.common.redirects import safe_next
+from idp.models import User
 from idp.runtime import runtime
-from idp.services import audit, users
+from idp.services import audit, login_state, mfa, users
 from idp.services import login as sign_in_service
 from idp.services.login import Result
 from idp.services.passwords import MAX_LENGTH as MAX_PASSWORD
 from idp.services.throttle import ThrottlePolicy
 from idp.views._helpers import actor, current_user, origin, redirect_to, server_session
+from idp.views._mfa import org_limits
 
 bp = Blueprint("auth", __name__)
 
@@ -62,11 +64,24 @@ def login() -> tuple[str, int] | BaseResponse:
     if attempt.result is Result.INVALID or attempt.user is None:
         return _login_page(GENERIC_FAILURE, email, next_url, 401)
 
-    member = users.default_membership(attempt.user)
-    server_session().sign_in(
-        attempt.user.id, member.org_id if member else None, ["pwd"], rt.clock()
-    )
-    return redirect_to_next(next_url)
+    return _after_password(attempt.user, next_url)
+
+
+def _after_password(user: User, next_url: str) -> BaseResponse:
+    """Sign in, or hold a pending sign-in for the second factor (or its enrolment)."""
+    now = runtime().clock()
+    org_id = users.default_org_id(user.id)
+    step = mfa.after_password(user, ["pwd"], now)
+    if step == "sign_in":
+        server_session().sign_in(user.id, org_id, ["pwd"], now, org_limits(org_id))
+        return redirect_to_next(next_url)
+    stage = login_state.ENROL if step == "enrol" else login_state.SECOND_FACTOR
+    pending = login_state.start(user.id, org_id, stage, mfa.methods(user), next_url, now)
+    session = server_session()
+    session.rotate()  # half-way is a privilege change too: no fixation of the pending state
+    session[login_state.SESSION_KEY] = pending.as_dict()
+    target = "mfa_login.setup_form" if step == "enrol" else "mfa_login.second_factor_form"
+    return redirect_to_next(url_for(target))
 
 
 @bp.post("/logout")

@@ -1,0 +1,218 @@
+"""JSON Schemas of the admin API's bodies, for its OpenAPI document (see ``api_spec``).
+
+Every type, length, pattern and range here is what ``api_input`` and the services enforce,
+so a fuzzer that follows the document reaches the services, and one that breaks it is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from idp.common import permissions
+from idp.config import Settings
+from idp.services import org_settings
+
+Schema = dict[str, Any]
+
+MAX_ID = 999_999_999  # nine digits: see IdConverter in api.py
+# No control characters (api_input.text refuses them), written as JSON Schema (ECMA-262) wants.
+PLAIN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+SLUG = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def string(max_length: int, min_length: int = 0, **extra: Any) -> Schema:
+    return {"type": "string", "minLength": min_length, "maxLength": max_length, **extra}
+
+
+def text(max_length: int, min_length: int = 0, **extra: Any) -> Schema:
+    """A string without control characters."""
+    return string(max_length, min_length, pattern=PLAIN, **extra)
+
+
+def list_of(item: str) -> Schema:
+    return obj(
+        {
+            "items": {"type": "array", "items": ref(item)},
+            "total": {"type": "integer", "minimum": 0},
+            "page": {"type": "integer", "minimum": 1},
+            "per_page": {"type": "integer", "minimum": 1},
+        },
+        ["items", "total", "page", "per_page"],
+    )
+
+
+STR: Schema = {"type": "string"}
+NULLABLE_STR: Schema = {"type": ["string", "null"]}
+TIME: Schema = {"type": "string", "format": "date-time"}
+NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
+ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+PERMISSION: Schema = {"type": "string", "enum": sorted(permissions.ALL)}
+PERMISSIONS: Schema = {"type": "array", "maxItems": 50, "items": PERMISSION}
+ROLE_NAME = string(63, 1, pattern=SLUG, description="A role of the organisation.")
+
+TOKEN = obj(
+    {
+        "id": ID,
+        "name": STR,
+        "user_id": STR,
+        "email": STR,
+        "hint": {"type": "string", "description": "The token's first characters."},
+        "created_at": TIME,
+        "last_used_at": NULLABLE_TIME,
+        "revoked_at": NULLABLE_TIME,
+    },
+    ["id", "name", "user_id", "email", "hint", "created_at", "last_used_at", "revoked_at"],
+)
+
+SCHEMAS: dict[str, Schema] = {
+    "Problem": {
+        "type": "object",
+        "description": "An RFC 9457 problem document.",
+        "properties": {"type": STR, "title": STR, "status": {"type": "integer"}, "detail": STR},
+        "required": ["type", "title", "status", "detail"],
+    },
+    "Me": obj(
+        {
+            "user": obj({"id": STR, "email": STR, "name": STR}, ["id", "email", "name"]),
+            "org": obj({"id": STR, "slug": STR, "name": STR}, ["id", "slug", "name"]),
+            "role": STR,
+            "permissions": {"type": "array", "items": PERMISSION},
+        },
+        ["user", "org", "role", "permissions"],
+    ),
+    "Member": obj(
+        {
+            "id": ID,
+            "user_id": STR,
+            "email": STR,
+            "name": STR,
+            "role": STR,
+            "active": {"type": "boolean"},
+            "has_password": {
+                "type": "boolean",
+                "description": "False until an invitation is accepted (or for SSO-only accounts).",
+            },
+            "joined_at": TIME,
+        },
+        ["id", "user_id", "email", "name", "role", "active", "has_password", "joined_at"],
+    ),
+    "MemberList": list_of("Member"),
+    "MemberInvite": obj(
+        {
+            "email": string(254, 1, format="email"),
+            "role": {**ROLE_NAME, "default": "member"},
+            "name": text(200),
+        },
+        ["email"],
+    ),
+    "MemberInvited": obj(
+        {
+            "member": ref("Member"),
+            "invitation_link": {
+                **NULLABLE_STR,
+                "description": "The link with which a new account sets its password "
+                "(null for an account that has one). Also mailed.",
+            },
+        },
+        ["member", "invitation_link"],
+    ),
+    "MemberPatch": {**obj({"role": ROLE_NAME, "active": {"type": "boolean"}}), "minProperties": 1},
+    "Invitation": obj({"invitation_link": STR}, ["invitation_link"]),
+    "SessionsRevoked": obj(
+        {"sessions_revoked": {"type": "integer", "minimum": 0}}, ["sessions_revoked"]
+    ),
+    "Role": obj(
+        {
+            "id": ID,
+            "name": STR,
+            "builtin": {"type": "boolean"},
+            "permissions": {"type": "array", "items": PERMISSION},
+            "members": {"type": "integer", "minimum": 0, "description": "How many hold it."},
+        },
+        ["id", "name", "builtin", "permissions", "members"],
+    ),
+    "RoleList": list_of("Role"),
+    "RoleCreate": obj({"name": string(63, 1, pattern=SLUG), "permissions": PERMISSIONS}, ["name"]),
+    "RolePatch": obj({"permissions": PERMISSIONS}, ["permissions"]),
+    "Settings": obj(
+        {
+            "session_idle_minutes": {"type": "integer"},
+            "session_max_hours": {"type": "integer"},
+            "password_min_length": {"type": "integer"},
+            "redirect_origins": {"type": "array", "items": STR},
+        },
+        ["session_idle_minutes", "session_max_hours", "password_min_length", "redirect_origins"],
+    ),
+    "AuditEvent": obj(
+        {
+            "seq": {"type": "integer"},
+            "time": TIME,
+            "event": STR,
+            "outcome": STR,
+            "actor_id": NULLABLE_STR,
+            "actor_email": NULLABLE_STR,
+            "org_id": NULLABLE_STR,
+            "target": NULLABLE_STR,
+            "ip": NULLABLE_STR,
+            "user_agent": NULLABLE_STR,
+            "details": {"type": "object"},
+            "hash": {"type": "string", "description": "This row's link in the hash chain."},
+        },
+        ["seq", "time", "event", "outcome", "details", "hash"],
+    ),
+    "AuditList": list_of("AuditEvent"),
+    "Token": TOKEN,
+    "TokenList": list_of("Token"),
+    "TokenCreate": obj({"name": text(100, default="API token")}),
+    "TokenCreated": {
+        **TOKEN,
+        "properties": {
+            **TOKEN["properties"],
+            "token": {"type": "string", "description": "The secret, shown this once only."},
+        },
+        "required": [*TOKEN["required"], "token"],
+    },
+}
+
+
+def schemas(settings: Settings) -> dict[str, Schema]:
+    """All the schemas, with the settings' bounds that this instance allows."""
+    bounds = org_settings.bounds(settings)
+
+    def bounded(name: str, description: str) -> Schema:
+        limit = bounds[name]
+        return {
+            "type": "integer",
+            "minimum": limit.low,
+            "maximum": limit.high,
+            "description": description,
+        }
+
+    patch = obj(
+        {
+            "session_idle_minutes": bounded(
+                "session_idle_minutes", "Minutes without activity before a session ends."
+            ),
+            "session_max_hours": bounded(
+                "session_max_hours", "Hours after sign-in before a session ends regardless."
+            ),
+            "password_min_length": bounded("password_min_length", "Shortest password allowed."),
+            "redirect_origins": {
+                "type": "array",
+                "maxItems": org_settings.MAX_REDIRECT_ORIGINS,
+                "items": text(300, 1, description="An https origin such as https://app.example."),
+            },
+        }
+    )
+    return {**SCHEMAS, "SettingsPatch": patch}
