@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from idp.common.permissions import SECURITY_MANAGE
 from idp.config import Settings
+from idp.extensions import db
 from idp.models import Organisation
 from idp.services import audit, authz
 from idp.services.authz import Principal
@@ -119,3 +120,10 @@ def session_limits(org: Organisation, settings: Settings) -> Limits:
     """The session limits a sign-in into ``org`` gets."""
     values = effective(org, settings)
     return Limits(values["session_idle_minutes"] * 60, values["session_max_hours"] * 3600)
+
+
+def redirect_targets(org_id: str | None, settings: Settings) -> list[str]:
+    """Origins a sign-in into ``org_id`` may return to besides the IdP: the gateway, and the
+    origins the organisation's admins allowed."""
+    org = db.session.get(Organisation, org_id) if org_id else None
+    return [settings.gateway_url, *((org.redirect_origins or []) if org else [])]

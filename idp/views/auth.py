@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
 from flask import Blueprint, Response, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from idp.common.redirects import safe_next
+from idp.common.redirects import MAX_TARGET, safe_next
 from idp.models import User
 from idp.runtime import runtime
-from idp.services import audit, login_state, mfa, users
+from idp.services import audit, login_state, mfa, org_settings, users
 from idp.services import login as sign_in_service
 from idp.services.login import Result
 from idp.services.passwords import MAX_LENGTH as MAX_PASSWORD
@@ -28,18 +31,20 @@ def index() -> BaseResponse:
 
 @bp.get("/login")
 def login_form() -> str | BaseResponse:
-    rt = runtime()
-    next_url = safe_next(request.args.get("next"), rt.settings.issuer)
-    if current_user() is not None:
-        return redirect_to_next(next_url)
-    return render_template("idp/login.html", next=next_url, email="")
+    requested = _requested_next(request.args)
+    user = current_user()
+    if user is not None:
+        return redirect_to_next(_next_for(requested, server_session().record.org_id))
+    return render_template("idp/login.html", next=requested, email="")
 
 
 @bp.post("/login")
 def login() -> tuple[str, int] | BaseResponse:
     rt = runtime()
     settings = rt.settings
-    next_url = safe_next(request.form.get("next"), settings.issuer)
+    # Kept as asked until the user (and so their organisation's allowed origins) is known;
+    # it is checked by _next_for before anything redirects to it.
+    next_url = _requested_next(request.form)
     email = request.form.get("email", "")[: users.MAX_EMAIL + 1]
     password = request.form.get("password", "")[: MAX_PASSWORD + 1]
     if not email or not password:
@@ -71,6 +76,7 @@ def _after_password(user: User, next_url: str) -> BaseResponse:
     """Sign in, or hold a pending sign-in for the second factor (or its enrolment)."""
     now = runtime().clock()
     org_id = users.default_org_id(user.id)
+    next_url = _next_for(next_url, org_id)
     step = mfa.after_password(user, ["pwd"], now)
     if step == "sign_in":
         server_session().sign_in(user.id, org_id, ["pwd"], now, org_limits(org_id))
@@ -97,6 +103,27 @@ def logout() -> BaseResponse:
         )
     server_session().destroy()
     return redirect_to("auth.login")
+
+
+def _requested_next(values: Mapping[str, str]) -> str:
+    """The return address as asked, if it is well-formed: a path of ours or an absolute http(s)
+    URL (whose origin is checked once the user is known); anything else becomes /account."""
+    requested = values.get("next", "")[:MAX_TARGET]
+    try:
+        parts = urlsplit(requested)
+    except ValueError:
+        return "/account"
+    own = runtime().settings.issuer
+    if parts.scheme in {"http", "https"} and parts.netloc:
+        return safe_next(requested, own, also=[f"{parts.scheme}://{parts.netloc}"])
+    return safe_next(requested, own)
+
+
+def _next_for(requested: str, org_id: str | None) -> str:
+    """The requested return address if it is ours or allowed for the organisation."""
+    settings = runtime().settings
+    allowed = org_settings.redirect_targets(org_id, settings)
+    return safe_next(requested, settings.issuer, also=allowed)
 
 
 def _login_page(message: str, email: str, next_url: str, status: int) -> tuple[str, int]:

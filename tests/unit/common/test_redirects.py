@@ -44,3 +44,24 @@ def test_refused(target: str | None) -> None:
 )
 def test_accepted(target: str, expected: str) -> None:
     assert safe_next(target, ORIGIN) == expected
+
+
+ALLOWED = ["https://app.acme.test", "http://localhost:8080"]
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("https://app.acme.test/inbox?x=1", "https://app.acme.test/inbox?x=1"),
+        ("https://APP.acme.test", "https://app.acme.test/"),
+        ("http://localhost:8080/", "http://localhost:8080/"),
+        ("https://app.acme.test:8443/", "/account"),  # another port is another origin
+        ("http://app.acme.test/", "/account"),  # and another scheme
+        ("https://app.acme.test@evil.test/", "/account"),
+        ("https://evil.test@app.acme.test/", "/account"),  # userinfo is never legitimate here
+        ("https://app.acme.test.evil.test/", "/account"),
+        ("https://[broken/", "/account"),
+    ],
+)
+def test_allowed_origins(target: str, expected: str) -> None:
+    assert safe_next(target, ORIGIN, also=ALLOWED) == expected
