@@ -53,9 +53,13 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.record.uid, self.record.org_id = uid, org_id
         self.record.auth_time, self.record.amr = now, amr
         self.record.created = now
-        if limits is not None:
-            self.record.idle_seconds = limits.idle_seconds
-            self.record.absolute_seconds = limits.absolute_seconds
+        self.apply_limits(limits)
+
+    def apply_limits(self, limits: sessions.Limits | None) -> None:
+        """Hold this session to an organisation's limits (at sign-in and when switching)."""
+        self.record.idle_seconds = limits.idle_seconds if limits else None
+        self.record.absolute_seconds = limits.absolute_seconds if limits else None
+        self.modified = True
         self.pop("csrf_token", None)  # a form token from before sign-in is not reused after
 
     def destroy(self) -> None:

@@ -153,9 +153,14 @@ def remove(principal: Principal, ctx: Context, member_id: int) -> None:
 
 
 def revoke_sessions(principal: Principal, ctx: Context, member_id: int) -> int:
+    """Sign a member out everywhere they act in this organisation; audited."""
     member = get_member(principal, member_id)
     _require_control(principal, member)
-    ended = sessions.revoke_all(ctx.store, member.user.id)
+    # Someone who also belongs to other organisations keeps the sessions they use there: one
+    # organisation's admins end only the sessions active in their organisation.
+    shared = any(m.org_id != principal.org.id for m in member.user.memberships)
+    only = principal.org.id if shared else None
+    ended = sessions.revoke_all(ctx.store, member.user.id, org_id=only)
     audit.record(
         "session.revoke_all",
         actor=principal.actor,

@@ -149,11 +149,17 @@ def revoke(store: Store, uid: str, sid: str) -> bool:
     return True
 
 
-def revoke_all(store: Store, uid: str, keep: str | None = None) -> int:
-    """End every session of ``uid`` except ``keep``; returns how many ended."""
-    ended = 0
-    for sid in store.smembers(USER_INDEX_PREFIX + uid):
-        if sid != keep:
-            destroy(store, sid, uid)
-            ended += 1
-    return ended
+def revoke_all(store: Store, uid: str, keep: str | None = None, org_id: str | None = None) -> int:
+    """End every session of ``uid`` except ``keep`` (only those active in ``org_id``, when
+    given); returns how many ended."""
+    sids = [sid for sid in store.smembers(USER_INDEX_PREFIX + uid) if sid != keep]
+    if org_id is not None:
+        raws = store.get_many([SESSION_PREFIX + sid for sid in sids])
+        sids = [
+            sid
+            for sid, raw in zip(sids, raws, strict=True)
+            if raw is not None and json.loads(raw).get("org_id") == org_id
+        ]
+    for sid in sids:
+        destroy(store, sid, uid)
+    return len(sids)

@@ -12,7 +12,7 @@ from idp.services import active_org, audit, credentials, passwords, sessions, us
 from idp.services.errors import ServiceError
 from idp.views._context import credentials_context
 from idp.views._helpers import actor, field, login_required, origin, redirect_to, server_session
-from idp.views._mfa import reauth_needed
+from idp.views._mfa import org_limits, reauth_needed
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -61,6 +61,7 @@ def switch_org(user: User) -> Response:
         now=runtime().clock(),
     )
     session.record.org_id = org.id
+    session.apply_limits(org_limits(org.id))  # the new organisation's session limits hold now
     session.rotate()  # a privilege change: the old cookie value must not survive it
     return redirect_to("account.overview", switched=1)
 

@@ -103,3 +103,47 @@ def test_one_organisation_offers_no_switch(app, base_url: str) -> None:
     assert SWITCH.search(page) is None
     assert held(page) == [] and "None: your role lets you sign in" in page
     assert '<a href="/admin">Admin</a>' not in page
+
+
+def test_switching_applies_the_new_organisations_session_limits(
+    app, jane: httpx.Client, clock
+) -> None:
+    """Beta allows 10 idle minutes (Acme the instance's 30): after switching, 11 idle minutes
+    end the session."""
+    beta = orgs.get("beta")
+    beta.session_idle_minutes = 10
+    db.session.commit()
+    page = jane.get("/account").text
+    beta_id = beta.id
+    jane.post("/account/org", data={"csrf_token": csrf_token(page), "org": beta_id})
+    clock.advance(9 * 60)
+    assert jane.get("/account").status_code == 200
+    clock.advance(11 * 60)
+    assert jane.get("/account").status_code == 302
+
+
+def test_an_organisations_admin_ends_only_sessions_active_in_it(app, jane: httpx.Client) -> None:
+    """Jane is in Acme and Beta. Beta's owner signs her out: her Acme session survives; once
+    she acts in Beta, Beta's owner can end that session."""
+    from idp.runtime import runtime
+    from idp.services import credentials, members, users
+    from idp.services.audit import CLI
+    from idp.services.authz import Principal
+
+    owner = make_user(app, "boss@beta.test", org_slug="beta", role="owner")
+    beta = orgs.get("beta")
+    jane_user = users.get_by_email("jane@acme.test")
+    member = orgs.membership(jane_user, beta)
+    assert member is not None
+    member_id = member.id
+    rt = runtime()
+    ctx = credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
+    beta_owner = Principal(owner, beta, "session")
+
+    assert members.revoke_sessions(beta_owner, ctx, member_id) == 0
+    page = jane.get("/account")
+    assert page.status_code == 200 and jane_user.email in page.text
+
+    jane.post("/account/org", data={"csrf_token": csrf_token(page.text), "org": beta.id})
+    assert members.revoke_sessions(beta_owner, ctx, member_id) == 1
+    assert jane.get("/account").status_code == 302
