@@ -1,0 +1,557 @@
+"""Password sign-ins per second through gunicorn, against ``bcrypt.checkpw`` alone.
+
+bcrypt is meant to be the whole cost of a sign-in; everything else (HTTP, CSRF, throttle,
+database, audit chain, session) should be noise. This script measures both in one run, on a
+throwaway instance, and prints the ratio. Target: >= 0.95 at cost 12.
+
+    python bench/login.py                 # SQLite, the embedded default
+    python bench/login.py --postgres      # PostgreSQL + Redis
+    python bench/login.py --json --seconds 10 --rounds 10
+
+A "sign-in" is the POST /login that verifies the password and answers 303 with a new session
+cookie. Each POST needs a fresh anonymous session and its CSRF token, which the GET /login page
+view hands out; those are fetched before each timed POST slice, so the ratio is on the POST
+alone. A third kind of slice times GET + POST together, as a browser does them.
+
+The reference and the HTTP load never run at the same time, but they alternate in short slices
+(``--repeats``): on a shared or throttled machine the CPU one gets drifts over a minute, and
+alternating spreads that drift over both sides instead of charging it to one.
+
+Run by hand, not by pytest: it takes every core for about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import math
+import multiprocessing
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import bcrypt
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 0.95
+EMAIL = "bench@bench.test"
+COOKIE = "bascule_session"  # the development-mode name; the issuer is plain http on loopback
+HTTP_TIMEOUT = 60.0
+STARTUP_TIMEOUT = 30.0
+NOISY = 0.05  # other processes' share of the CPUs above which the rates are not comparable
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_SET_COOKIE = re.compile(COOKIE + r"=([^;]+)")
+
+Form = tuple[str, str]  # an anonymous session cookie and the CSRF token bound to it
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What one timed slice achieved."""
+
+    done: int
+    failed: int
+    rate: float  # per second: the sum over loops of done / that loop's own elapsed time
+    cpu: float = 0.0  # CPU seconds the measured processes used during the slice
+    other: float = math.nan  # share of all CPUs that other processes used meanwhile
+    starved: bool = False  # a loop ran out of prepared sign-in forms before the deadline
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference: bcrypt.checkpw alone
+
+
+def _checkpw_loop(hashed: bytes, seconds: float, barrier: Any, results: Any) -> None:
+    """One process checking one password until its time is up; reports count, wall, CPU."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us on Ctrl-C
+    secret = b"x" * 44  # the app's pre-hash is 44 base64 bytes; bcrypt sees the same length
+    barrier.wait()
+    start, cpu = time.monotonic(), time.process_time()
+    deadline = start + seconds
+    count, last = 0, start
+    while last < deadline:
+        if not bcrypt.checkpw(secret, hashed):
+            raise SystemExit("bcrypt.checkpw refused its own hash")
+        count += 1
+        last = time.monotonic()
+    results.put((count, last - start, time.process_time() - cpu))
+
+
+def bcrypt_slice(hashed: bytes, processes: int, seconds: float) -> Tally:
+    """checkpw per second with one process per gunicorn worker, all running at once.
+
+    Also how much CPU everything else on the machine took meanwhile: the reference needs
+    whole cores, so a busy neighbour makes both sides of the comparison noisy.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes + 1), ctx.Queue()
+    children = [
+        ctx.Process(target=_checkpw_loop, args=(hashed, seconds, barrier, results))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        barrier.wait(timeout=60)
+        busy_before, started = machine_busy(), time.monotonic()
+        runs = [results.get(timeout=seconds + 60) for _ in children]
+        busy, wall = machine_busy() - busy_before, time.monotonic() - started
+    finally:
+        for child in children:
+            child.join(timeout=1)
+            if child.is_alive():
+                child.terminate()
+                child.join(timeout=5)
+    cpu = sum(r[2] for r in runs)
+    return Tally(
+        done=sum(r[0] for r in runs),
+        failed=0,
+        rate=sum(r[0] / r[1] for r in runs),
+        cpu=cpu,
+        other=max(0.0, busy - cpu) / (wall * (os.cpu_count() or 1)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The instance, its database and its server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_environment(tmp: Path, port: int, rounds: int) -> dict[str, str]:
+    """The process environment without the caller's BASCULE_* settings, plus the bench's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASCULE_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(
+        BASCULE_INSTANCE_DIR=str(tmp / "instance"),
+        BASCULE_KEYS_DIR=str(tmp / "keys"),
+        BASCULE_BCRYPT_ROUNDS=str(rounds),
+        BASCULE_ISSUER=f"http://127.0.0.1:{port}",
+    )
+    return env
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for this run only; dropped afterwards."""
+    import psycopg
+
+    name = f"bascule_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def redis_database(url: str) -> Iterator[str]:
+    """A Redis database with no Bascule keys in it; the keys the run made are deleted after.
+
+    The IdP's Redis namespace is fixed, so the bench refuses a database another instance
+    uses rather than mixing its sessions and counters with theirs.
+    """
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    if next(client.scan_iter(match="bascule:*", count=1000), None) is not None:
+        raise SystemExit(f"{url} already holds bascule:* keys; choose another --redis-url")
+    try:
+        yield url
+    finally:
+        keys = list(client.scan_iter(match="bascule:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def initialise(env: dict[str, str]) -> str:
+    """Keys, schema and an owner through ``bascule init``; returns the owner's password."""
+    script = Path(sys.executable).with_name("bascule")  # the console script of this install
+    command = [str(script), "init", "--admin-email", EMAIL, "--org", "bench", "--json"]
+    done = subprocess.run(
+        command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bascule init failed:\n{done.stderr or done.stdout}")
+    owner = json.loads(done.stdout)["owner"]
+    if not owner or not owner.get("password"):
+        raise SystemExit(f"bascule init created no owner:\n{done.stdout}")
+    return str(owner["password"])
+
+
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str], port: int, workers: int, log: Path) -> Iterator[int]:
+    """The IdP under gunicorn (sync workers, as deployed); yields the master's pid.
+
+    Stopped however the run ends.
+    """
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
+    command += ["--bind", f"127.0.0.1:{port}", "idp.app:create_app()"]
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=out)
+    try:
+        _wait_healthy(server, port, log)
+        yield server.pid
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+
+
+def _wait_healthy(server: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited ({server.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if _request(port, "GET", "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(
+        f"gunicorn not healthy after {STARTUP_TIMEOUT:.0f}s:\n{log.read_text()[-3000:]}"
+    )
+
+
+def children_cpu(pid: int) -> float:
+    """CPU seconds used so far by the children of ``pid`` (gunicorn's workers); Linux /proc."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return math.nan
+    total = 0
+    for child in children:
+        with contextlib.suppress(OSError):
+            # Fields after the parenthesised command name; utime and stime are 14th and 15th.
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def machine_busy() -> float:
+    """CPU seconds all processes have used since boot (/proc/stat); NaN off Linux."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    except (OSError, ValueError):
+        return math.nan
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / CLOCK_TICKS
+
+
+# ---------------------------------------------------------------------------------------------
+# The client: http.client, one connection per request (gunicorn's sync workers close each one)
+
+
+def _request(
+    port: int, method: str, path: str, body: str = "", cookie: str = ""
+) -> tuple[int, str | None, bytes]:
+    """One request; returns (status, the new session cookie if any, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
+    try:
+        headers = {"Cookie": f"{COOKIE}={cookie}"} if cookie else {}
+        if body:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn.request(method, path, body=body or None, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        match = _SET_COOKIE.search(response.getheader("Set-Cookie") or "")
+        return response.status, match.group(1) if match else None, data
+    finally:
+        conn.close()
+
+
+def login_form(port: int) -> Form:
+    """A fresh anonymous session and its CSRF token: what one sign-in POST needs."""
+    status, cookie, page = _request(port, "GET", "/login")
+    match = _CSRF.search(page.decode("utf-8", "replace"))
+    if status != 200 or cookie is None or match is None:
+        raise SystemExit(f"GET /login gave {status} without a session cookie and CSRF token")
+    return cookie, match.group(1)
+
+
+def sign_in(port: int, password: str, form: Form) -> bool:
+    """POST /login; a success is a 303 that issues a new session cookie."""
+    cookie, token = form
+    body = urlencode({"csrf_token": token, "email": EMAIL, "password": password})
+    status, new_cookie, _ = _request(port, "POST", "/login", body, cookie)
+    return status == 303 and new_cookie is not None and new_cookie != cookie
+
+
+def timed_loops(concurrency: int, seconds: float, step: Callable[[], bool | None]) -> Tally:
+    """Run ``step`` in ``concurrency`` threads until the time is up (None: nothing left to do).
+
+    Each loop's rate is its successes over the time to its last completed step, so the step
+    in flight at the deadline is neither lost nor counted twice.
+    """
+    barrier = threading.Barrier(concurrency + 1)
+    runs: list[tuple[int, int, float, bool]] = []
+    lock = threading.Lock()
+
+    def loop() -> None:
+        barrier.wait()
+        start = time.monotonic()
+        deadline = start + seconds
+        done = failed = 0
+        last, starved = start, False
+        while last < deadline:
+            outcome = step()
+            if outcome is None:
+                starved = True
+                break
+            done, failed = done + outcome, failed + (not outcome)
+            last = time.monotonic()
+        with lock:
+            runs.append((done, failed, last - start, starved))
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    barrier.wait(timeout=10)
+    give_up = time.monotonic() + seconds + 2 * HTTP_TIMEOUT
+    for thread in threads:
+        while thread.is_alive() and time.monotonic() < give_up:
+            thread.join(timeout=0.5)
+    if len(runs) != concurrency:
+        raise SystemExit("a client loop did not finish in time")
+    return Tally(
+        done=sum(r[0] for r in runs),
+        failed=sum(r[1] for r in runs),
+        rate=sum(r[0] / r[2] for r in runs if r[2] > 0),
+        starved=any(r[3] for r in runs),
+    )
+
+
+def post_slice(port: int, password: str, forms: list[Form], clients: int, seconds: float) -> Tally:
+    """Sign-ins (the POST alone) from forms fetched beforehand."""
+    lock = threading.Lock()
+
+    def step() -> bool | None:
+        with lock:
+            if not forms:
+                return None
+            form = forms.pop()
+        return sign_in(port, password, form)
+
+    return timed_loops(clients, seconds, step)
+
+
+def full_slice(port: int, password: str, clients: int, seconds: float) -> Tally:
+    """Sign-ins with their page view: GET /login then POST /login, as a browser does."""
+    return timed_loops(clients, seconds, lambda: sign_in(port, password, login_form(port)))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    backend: str
+    rounds: int
+    workers: int
+    concurrency: int
+    seconds: float
+    repeats: int
+    other_load: float | None
+    bcrypt_per_second: float
+    sign_ins_per_second: float
+    sign_ins_with_page_view_per_second: float | None
+    ratio: float
+    ratio_per_repeat: list[float]
+    target: float
+    meets_target: bool
+    cpu_ms_per_checkpw: float
+    worker_cpu_ms_per_sign_in: float | None
+    cpu_ratio: float | None
+    sign_ins: int
+    failed_sign_ins: int
+
+
+def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Report:
+    backend = "postgres+redis" if args.postgres else "sqlite"
+    slice_seconds = args.seconds / args.repeats
+    refs: list[Tally] = []
+    posts: list[Tally] = []
+    fulls: list[Tally] = []
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bascule-bench-")))
+        port = free_port()
+        env = base_environment(tmp, port, args.rounds)
+        if args.postgres:
+            env["BASCULE_DATABASE_URL"] = stack.enter_context(postgres_database(args.pg_admin_url))
+            env["BASCULE_REDIS_URL"] = stack.enter_context(redis_database(args.redis_url))
+        progress(f"initialising a {backend} instance in {tmp}")
+        password = initialise(env)
+        hashed = bcrypt.hashpw(b"x" * 44, bcrypt.gensalt(args.rounds))
+
+        progress(f"starting gunicorn with {args.workers} workers on port {port}")
+        master = stack.enter_context(gunicorn(env, port, args.workers, tmp / "gunicorn.log"))
+        for _ in range(2 * args.workers):  # first requests open connections, compile templates
+            if not sign_in(port, password, login_form(port)):
+                raise SystemExit(f"a warm-up sign-in failed; see {tmp / 'gunicorn.log'}")
+
+        for repeat in range(1, args.repeats + 1):
+            progress(f"[{repeat}/{args.repeats}] bcrypt.checkpw alone, {slice_seconds:g}s")
+            refs.append(bcrypt_slice(hashed, args.workers, slice_seconds))
+            # Half as many again as the reference rate needs, so the POST loops never starve.
+            needed = math.ceil(refs[-1].rate * slice_seconds * 1.5) + 4 * args.concurrency
+            forms = [login_form(port) for _ in range(needed)]
+            progress(f"[{repeat}/{args.repeats}] POST /login, {slice_seconds:g}s")
+            before = children_cpu(master)
+            tally = post_slice(port, password, forms, args.concurrency, slice_seconds)
+            posts.append(replace(tally, cpu=children_cpu(master) - before))
+            if tally.starved:
+                progress("note: the prepared forms ran out; the rate covers the time they lasted")
+            if not args.no_page_view:
+                progress(f"[{repeat}/{args.repeats}] GET + POST /login, {slice_seconds:g}s")
+                fulls.append(full_slice(port, password, args.concurrency, slice_seconds))
+
+    reference = statistics.fmean(t.rate for t in refs)
+    sign_ins = statistics.fmean(t.rate for t in posts)
+    ratio = sign_ins / reference
+    done = sum(t.done for t in posts)
+    cpu_per_check = sum(t.cpu for t in refs) / sum(t.done for t in refs)
+    cpu_per_sign_in = sum(t.cpu for t in posts) / max(1, done)
+    other = statistics.fmean(t.other for t in refs)
+    return Report(
+        backend=backend,
+        rounds=args.rounds,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        seconds=args.seconds,
+        repeats=args.repeats,
+        other_load=_rounded(other, 3),
+        bcrypt_per_second=round(reference, 3),
+        sign_ins_per_second=round(sign_ins, 3),
+        sign_ins_with_page_view_per_second=(
+            round(statistics.fmean(t.rate for t in fulls), 3) if fulls else None
+        ),
+        ratio=round(ratio, 4),
+        ratio_per_repeat=[round(p.rate / r.rate, 3) for p, r in zip(posts, refs, strict=True)],
+        target=TARGET_RATIO,
+        meets_target=ratio >= TARGET_RATIO,
+        cpu_ms_per_checkpw=round(1000 * cpu_per_check, 2),
+        worker_cpu_ms_per_sign_in=_rounded(1000 * cpu_per_sign_in, 2),
+        cpu_ratio=_rounded(cpu_per_check / cpu_per_sign_in, 4),
+        sign_ins=done,
+        failed_sign_ins=sum(t.failed for t in posts + fulls),
+    )
+
+
+def _rounded(value: float, digits: int) -> float | None:
+    """None for what could not be measured (no /proc): JSON has no NaN."""
+    return None if math.isnan(value) else round(value, digits)
+
+
+def print_report(report: Report) -> None:
+    r = report
+    print(
+        f"bcrypt.checkpw alone (cost {r.rounds}, {r.workers} processes): "
+        f"{r.bcrypt_per_second:.2f}/s"
+    )
+    print(
+        f"sign-ins through gunicorn ({r.workers} workers, {r.backend}, POST /login): "
+        f"{r.sign_ins_per_second:.2f}/s"
+    )
+    if r.sign_ins_with_page_view_per_second is not None:
+        print(
+            "sign-ins with their page view (GET + POST /login): "
+            f"{r.sign_ins_with_page_view_per_second:.2f}/s"
+        )
+    verdict = "ok" if r.meets_target else "BELOW TARGET"
+    spread = ", ".join(f"{x:.3f}" for x in r.ratio_per_repeat)
+    print(f"ratio: {r.ratio:.3f} (target >= {r.target}) {verdict}   [per repeat: {spread}]")
+    if r.cpu_ratio is not None:
+        servers = " (database servers not included)" if r.backend != "sqlite" else ""
+        print(
+            f"CPU per sign-in in the worker{servers}: {r.worker_cpu_ms_per_sign_in:.1f} ms; "
+            f"per checkpw alone: {r.cpu_ms_per_checkpw:.1f} ms; ratio {r.cpu_ratio:.3f}"
+        )
+    if r.other_load is not None and r.other_load > NOISY:
+        print(
+            f"warning: other processes used {r.other_load:.0%} of the CPUs during the run; "
+            "the rates are unreliable (the CPU ratio less so). Run again on a quiet machine."
+        )
+    if r.failed_sign_ins:
+        print(f"failed sign-ins: {r.failed_sign_ins} (the figures are not trustworthy)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    cores = os.cpu_count() or 1
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=12, help="bcrypt cost (default 12)")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="time for each kind of load (default 20)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=4, help="alternating slices the time is cut into"
+    )
+    parser.add_argument("--workers", type=int, default=cores, help="gunicorn workers (cores)")
+    parser.add_argument("--concurrency", type=int, help="client loops (default: --workers)")
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL + Redis backend")
+    parser.add_argument(
+        "--pg-admin-url",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="where to create (and drop) the run's database",
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--no-page-view", action="store_true", help="skip the GET + POST slices")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    args.concurrency = args.concurrency or args.workers
+    if not 4 <= args.rounds <= 31:
+        parser.error("--rounds is a bcrypt cost, 4 to 31")
+    if args.seconds <= 0 or min(args.repeats, args.workers, args.concurrency) < 1:
+        parser.error("--seconds, --repeats, --workers and --concurrency must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt  # so that every cleanup in run() happens on SIGTERM too
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        report = run(args, lambda line: print(line, file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        print("interrupted; cleaned up", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+    else:
+        print_report(report)
+    return 1 if report.failed_sign_ins else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
