@@ -14,14 +14,17 @@ must not wait on an open ORM write transaction.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import ColumnElement, exists, func, or_, select
 
 from idp.common.sealing import Keyring
 from idp.common.store import Store
 from idp.config import Settings
 from idp.extensions import db
-from idp.models import User, WebAuthnCredential
+from idp.models import Membership, TotpFactor, User, WebAuthnCredential
 from idp.services import (
     audit,
     authz,
@@ -98,6 +101,36 @@ def status(user: User) -> Status:
         keys=webauthn_service.credentials_of(user),
         recovery_left=recovery_codes.remaining(user),
     )
+
+
+def _has_factor(user_id: Any) -> ColumnElement[bool]:
+    """True where the user holds an authenticator app or a security key (codes alone do not
+    count: they only stand in for a factor)."""
+    return or_(
+        exists().where(TotpFactor.user_id == user_id),
+        exists().where(WebAuthnCredential.user_id == user_id),
+    )
+
+
+def with_second_factor(user_ids: Collection[str]) -> set[str]:
+    """Which of ``user_ids`` have a second factor: one query for a page of a listing that the
+    caller was already allowed to read (it only annotates those rows)."""
+    if not user_ids:
+        return set()
+    found = db.session.scalars(
+        select(User.id).where(User.id.in_(list(user_ids)), _has_factor(User.id))
+    )
+    return set(found)
+
+
+def count_members_with_factor(org_id: str) -> int:
+    """How many members of the organisation have a second factor (the overview's adoption)."""
+    query = (
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.org_id == org_id, _has_factor(Membership.user_id))
+    )
+    return db.session.scalar(query) or 0
 
 
 def methods(user: User) -> list[str]:

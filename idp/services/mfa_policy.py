@@ -9,6 +9,7 @@ SAML IdP ("ext" in the session's amr) are exempt: that IdP owns their authentica
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,13 @@ from idp.services.errors import ServiceError
 
 POLICIES = ("off", "admins", "everyone")
 MAX_GRACE_DAYS = 90
+# Each policy in plain words, for the admin console (overview and settings page).
+DESCRIPTIONS = {
+    "off": "Not required: members may still add a second factor for themselves.",
+    "admins": "Required for administrators: everyone whose role may manage members or "
+    "security settings, or read the audit log.",
+    "everyone": "Required for everyone in the organisation.",
+}
 
 
 @dataclass(frozen=True)
@@ -70,21 +78,63 @@ def requirement(user: User, amr: Sequence[str], now: float) -> Requirement:
     return Requirement(True, min(deadlines)) if deadlines else Requirement(False)
 
 
-def set_policy(
-    principal: Principal, ctx: Context, policy: str, grace_days: int | None = None
-) -> None:
-    """Change the organisation's policy (needs ``security.manage``); audited."""
+@dataclass(frozen=True)
+class Current:
+    """The organisation's policy as an admin sees it."""
+
+    policy: str
+    grace_until: datetime | None  # the deadline as set, even once passed
+    grace_days: int  # whole days left before the deadline (rounded up), 0 when none is left
+
+
+def grace_days_left(org: Organisation, now: float) -> int:
+    """Days until ``org``'s grace period ends, rounded up, so a deadline tomorrow reads 1."""
+    grace = org.mfa_grace_until
+    if grace is None or grace.timestamp() <= now:
+        return 0
+    # Whole seconds first: the stored microseconds may round a fraction past "14 days".
+    return max(1, math.ceil(int(grace.timestamp() - now) / 86400))
+
+
+def view(principal: Principal, now: float) -> Current:
+    """The policy in force (needs ``security.manage``, as changing it does)."""
     authz.require(principal, SECURITY_MANAGE)
+    org = principal.org
+    return Current(org.mfa_policy, org.mfa_grace_until, grace_days_left(org, now))
+
+
+def check(policy: str, grace_days: int | None) -> None:
+    """Refuse a policy or grace period ``set_policy`` would refuse, before anything is written
+    (the API checks it first, so that a request changing other settings too is all or nothing).
+    """
     if policy not in POLICIES:
         raise ServiceError(f"mfa_policy must be one of {', '.join(POLICIES)}")
     if grace_days is not None and not 0 <= grace_days <= MAX_GRACE_DAYS:
-        raise ServiceError(f"the grace period is 0 to {MAX_GRACE_DAYS} days")
+        raise ServiceError(f"mfa_grace_days must be between 0 and {MAX_GRACE_DAYS}")
+
+
+def set_policy(
+    principal: Principal,
+    ctx: Context,
+    policy: str,
+    grace_days: int | None = None,
+    *,
+    keep_grace: bool = False,
+) -> None:
+    """Change the organisation's policy (needs ``security.manage``); audited.
+
+    ``grace_days`` (0 or None: none) starts a new grace period today; ``keep_grace`` leaves the
+    current deadline as it is instead, so changing who is covered does not move it.
+    """
+    authz.require(principal, SECURITY_MANAGE)
+    check(policy, grace_days)
     org = principal.org
     before = {"policy": org.mfa_policy, "grace_until": _iso(org.mfa_grace_until)}
     org.mfa_policy = policy
-    org.mfa_grace_until = (
-        datetime.fromtimestamp(ctx.now + grace_days * 86400, UTC) if grace_days else None
-    )
+    if not keep_grace:
+        org.mfa_grace_until = (
+            datetime.fromtimestamp(ctx.now + grace_days * 86400, UTC) if grace_days else None
+        )
     audit.record(
         "org.mfa_policy_change",
         actor=principal.actor,

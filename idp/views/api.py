@@ -27,6 +27,8 @@ from idp.services import (
     audit_query,
     authz,
     members,
+    mfa,
+    mfa_policy,
     org_settings,
     roles,
 )
@@ -228,6 +230,15 @@ def revoke_member_sessions(principal: Principal, member_id: int) -> Response:
     return jsonify(sessions_revoked=ended)
 
 
+@bp.post(f"/members/<{ID}:member_id>/factors/reset")
+@token_required
+def reset_member_factors(principal: Principal, member_id: int) -> Response:
+    """Clear the member's authenticator app, security keys and recovery codes."""
+    removed = mfa.reset_factors(principal, credentials_context(), member_id)
+    db.session.commit()
+    return jsonify(removed)
+
+
 # --- roles ----------------------------------------------------------------------------------
 
 MAX_PERMISSIONS = 50
@@ -279,26 +290,51 @@ def delete_role(principal: Principal, role_id: int) -> tuple[str, int]:
 # --- security settings ----------------------------------------------------------------------
 
 NUMERIC_SETTINGS = ("session_idle_minutes", "session_max_hours", "password_min_length")
+MFA_SETTINGS = ("mfa_policy", "mfa_grace_days")
 
 
 @bp.get("/settings")
 @token_required
 def get_settings(principal: Principal) -> Response:
-    return jsonify(org_settings.view(principal, runtime().settings))
+    rt = runtime()
+    return jsonify(org_settings.view(principal, rt.settings) | _mfa(principal, rt.clock()))
 
 
 @bp.patch("/settings")
 @token_required
 def update_settings(principal: Principal) -> Response:
-    body = inp.json_body({*NUMERIC_SETTINGS, "redirect_origins"})
+    """The session and password settings, then the 2FA policy. The policy is checked before
+    either is written, so a refusal of any field changes nothing. Without ``mfa_grace_days``
+    the grace period's deadline stays as it is; with it, a new one starts today."""
+    body = inp.json_body({*NUMERIC_SETTINGS, "redirect_origins", *MFA_SETTINGS})
     changes: dict[str, Any] = {n: inp.integer(body[n], n) for n in NUMERIC_SETTINGS if n in body}
     if "redirect_origins" in body:
         changes["redirect_origins"] = inp.text_list(
             body["redirect_origins"], "redirect_origins", org_settings.MAX_REDIRECT_ORIGINS, 300
         )
-    after = org_settings.update(principal, credentials_context(), changes)
+    ctx = credentials_context()
+    policy = inp.text(body["mfa_policy"], "mfa_policy", 16) if "mfa_policy" in body else None
+    grace = (
+        inp.integer(body["mfa_grace_days"], "mfa_grace_days") if "mfa_grace_days" in body else None
+    )
+    if policy is not None or grace is not None:
+        current = mfa_policy.view(principal, ctx.now)  # a 403 before any 400 about the values
+        policy = current.policy if policy is None else policy  # a grace period alone
+        mfa_policy.check(policy, grace)
+    after = org_settings.update(principal, ctx, changes)
+    if policy is not None:
+        mfa_policy.set_policy(principal, ctx, policy, grace, keep_grace=grace is None)
     db.session.commit()
-    return jsonify(after)
+    return jsonify(after | _mfa(principal, ctx.now))
+
+
+def _mfa(principal: Principal, now: float) -> dict[str, Any]:
+    current = mfa_policy.view(principal, now)
+    return {
+        "mfa_policy": current.policy,
+        "mfa_grace_days": current.grace_days,
+        "mfa_grace_until": _time(current.grace_until) if current.grace_days else None,
+    }
 
 
 # --- audit log ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 from idp.common import permissions
 from idp.config import Settings
-from idp.services import org_settings
+from idp.services import mfa_policy, org_settings
 
 Schema = dict[str, Any]
 
@@ -60,6 +60,13 @@ ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 PERMISSION: Schema = {"type": "string", "enum": sorted(permissions.ALL)}
 PERMISSIONS: Schema = {"type": "array", "maxItems": 50, "items": PERMISSION}
 ROLE_NAME = string(63, 1, pattern=SLUG, description="A role of the organisation.")
+MFA_POLICY: Schema = {
+    "type": "string",
+    "enum": list(mfa_policy.POLICIES),
+    "description": "Who must use a second factor: nobody (off), holders of an administrative "
+    "permission (admins), or everyone.",
+}
+COUNT: Schema = {"type": "integer", "minimum": 0}
 
 TOKEN = obj(
     {
@@ -132,6 +139,14 @@ SCHEMAS: dict[str, Schema] = {
     "SessionsRevoked": obj(
         {"sessions_revoked": {"type": "integer", "minimum": 0}}, ["sessions_revoked"]
     ),
+    "FactorsRemoved": obj(
+        {
+            "totp": {**COUNT, "maximum": 1, "description": "Authenticator apps removed."},
+            "security_keys": {**COUNT, "description": "Security keys and passkeys removed."},
+            "recovery_codes": {**COUNT, "description": "Unused recovery codes removed."},
+        },
+        ["totp", "security_keys", "recovery_codes"],
+    ),
     "Role": obj(
         {
             "id": ID,
@@ -151,8 +166,26 @@ SCHEMAS: dict[str, Schema] = {
             "session_max_hours": {"type": "integer"},
             "password_min_length": {"type": "integer"},
             "redirect_origins": {"type": "array", "items": STR},
+            "mfa_policy": MFA_POLICY,
+            "mfa_grace_days": {
+                **COUNT,
+                "description": "Whole days left in the grace period, during which members "
+                "without a second factor may still sign in without one (0: none).",
+            },
+            "mfa_grace_until": {
+                **NULLABLE_TIME,
+                "description": "When the grace period ends (null when none is running).",
+            },
         },
-        ["session_idle_minutes", "session_max_hours", "password_min_length", "redirect_origins"],
+        [
+            "session_idle_minutes",
+            "session_max_hours",
+            "password_min_length",
+            "redirect_origins",
+            "mfa_policy",
+            "mfa_grace_days",
+            "mfa_grace_until",
+        ],
     ),
     "AuditEvent": obj(
         {
@@ -212,6 +245,14 @@ def schemas(settings: Settings) -> dict[str, Schema]:
                 "type": "array",
                 "maxItems": org_settings.MAX_REDIRECT_ORIGINS,
                 "items": text(300, 1, description="An https origin such as https://app.example."),
+            },
+            "mfa_policy": MFA_POLICY,
+            "mfa_grace_days": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": mfa_policy.MAX_GRACE_DAYS,
+                "description": "A grace period starting now, in days (0: none, the policy applies "
+                "at once). Left out, the current grace period's end stays as it is.",
             },
         }
     )

@@ -129,6 +129,14 @@ PATHS: dict[str, Any] = {
             _ok(200, "SessionsRevoked", "Ended."),
         ),
     },
+    "/api/v1/members/{member_id}/factors/reset": {
+        "parameters": MEMBER_ID,
+        "post": _op(
+            "resetMemberFactors", "Remove the member's second factors and recovery codes (for a "
+            "lost phone or key); only for a member whose permissions you all hold",
+            "members", _ok(200, "FactorsRemoved", "What was removed."),
+        ),
+    },
     "/api/v1/roles": {
         "get": _op(
             "listRoles", "List roles (built-in first)", "roles",
@@ -154,7 +162,8 @@ PATHS: dict[str, Any] = {
             _ok(200, "Settings", "The settings."),
         ),
         "patch": _op(
-            "updateSettings", "Change some security settings (within the instance's bounds)",
+            "updateSettings", "Change some security settings (within the instance's bounds) "
+            "and the two-factor policy",
             "settings", _ok(200, "Settings", "The settings after the change."),
             body="SettingsPatch",
         ),
@@ -204,7 +213,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "title": "Bascule admin API",
             "version": "1.0.0",
             "description": (
-                "Manage an organisation's members, roles, security settings and API tokens, and "
+                "Manage an organisation's members (and their second factors), roles, security "
+                "settings (the two-factor policy among them) and API tokens, and "
                 "read its audit log. Authenticate with a personal API token (`bascule tokens "
                 "create`, or POST /api/v1/tokens) sent as `Authorization: Bearer <token>`. "
                 "Errors are RFC 9457 problem documents (application/problem+json). Lists take "

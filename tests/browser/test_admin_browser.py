@@ -200,7 +200,7 @@ def test_owner_invites_creates_a_role_assigns_it_and_the_member_sees_it(  # type
     idle = owner.get_by_label("Sign out after inactivity (minutes)")
     idle.fill("1")
     # The browser itself would stop this (min/max): the server's answer is what we test.
-    owner.locator("form.wide-form").evaluate("form => form.noValidate = true")
+    owner.locator("form.wide-form", has=idle).evaluate("form => form.noValidate = true")
     owner.get_by_role("button", name="Save settings").click()
     expect(owner.get_by_role("alert")).to_have_text(
         "“Sign out after inactivity (minutes)” must be between 5 and 30."
@@ -211,6 +211,18 @@ def test_owner_invites_creates_a_role_assigns_it_and_the_member_sees_it(  # type
     owner.get_by_role("button", name="Save settings").click()
     expect(owner.get_by_role("status")).to_have_text("The security settings were saved.")
     expect(idle).to_have_value("15")
+
+    # The two-factor policy has a form of its own; each choice is explained in plain words.
+    expect(owner.get_by_role("radio", name="Nobody")).to_be_checked()
+    owner.get_by_role("radio", name="Administrators").check()
+    owner.get_by_label("Grace period (days)").fill("14")
+    owner.get_by_role("button", name="Save two-factor policy").click()
+    expect(owner.get_by_role("status")).to_contain_text(
+        "The two-factor policy was saved. Required for administrators"
+    )
+    expect(owner.get_by_role("radio", name="Administrators")).to_be_checked()
+    expect(owner.get_by_text("A grace period now runs until")).to_be_visible()
+    shot(owner, "settings-two-factor")
 
     owner.get_by_role("link", name="Audit log").click()
     expect(owner.get_by_role("heading", name="Audit log")).to_be_visible()
@@ -228,6 +240,9 @@ def test_owner_invites_creates_a_role_assigns_it_and_the_member_sees_it(  # type
 
     owner.get_by_role("link", name="Overview").click()
     expect(owner.locator("table.events")).to_contain_text("audit.export")
+    adoption = owner.locator("#two-factor")
+    expect(adoption.locator(".number")).to_have_text("0 / 2")
+    expect(adoption).to_contain_text("Required for administrators")
     shot(owner, "overview-later")
 
 

@@ -171,13 +171,17 @@ def test_every_page_renders_for_an_owner(app, as_owner: httpx.Client, member: Us
         assert "<script" not in page.text and "style=" not in page.text  # strict CSP
     overview = as_owner.get("/admin").text
     assert '<p class="number">2</p>' in overview  # Olivia and Jane
-    assert "Not available yet" in overview  # two-factor adoption
+    assert '<p class="number">0 / 2</p>' in overview  # two-factor adoption: nobody yet
+    assert "Not required: members may still add a second factor" in overview
     assert "login.success" in overview  # recent security events
     member_role = fresh(select(Role.id).join(Organisation).where(Role.name == "member"))
     role_page = as_owner.get(f"/admin/roles/{member_role}").text
     assert "Built-in roles cannot be changed" in role_page and "Send messages" in role_page
     confirm = as_owner.get(f"/admin/members/{membership_id(MEMBER)}/remove").text
     assert f"Remove {MEMBER}?" in confirm
+    reset = as_owner.get(f"/admin/members/{membership_id(MEMBER)}/factors/reset").text
+    assert f"Reset the second factors of {MEMBER}?" in reset
+    assert "<h2>Two-factor authentication</h2>" in as_owner.get("/admin/settings").text
 
 
 def test_member_is_refused_every_page_and_form(app, browsers: Browsers, member: User) -> None:
@@ -188,6 +192,7 @@ def test_member_is_refused_every_page_and_form(app, browsers: Browsers, member: 
         *ADMIN_PAGES,
         "/admin/audit.jsonl",
         f"/admin/members/{own}/remove",
+        f"/admin/members/{own}/factors/reset",
         "/admin/roles/1",
     ]:
         response = jane.get(path)
@@ -201,12 +206,14 @@ def test_member_is_refused_every_page_and_form(app, browsers: Browsers, member: 
         f"/admin/members/{owner_id}/disable": {},
         f"/admin/members/{owner_id}/remove": {},
         f"/admin/members/{owner_id}/revoke-sessions": {},
+        f"/admin/members/{owner_id}/factors/reset": {},
         "/admin/roles": {"name": "root", "permissions": "members.manage"},
         "/admin/settings": {
             "session_idle_minutes": "30",
             "session_max_hours": "12",
             "password_min_length": "12",
         },
+        "/admin/settings/2fa": {"mfa_policy": "everyone", "mfa_grace_days": "3"},
     }
     for path, data in forms.items():
         assert jane.post(path, data={"csrf_token": token, **data}).status_code == 403, path
@@ -214,6 +221,8 @@ def test_member_is_refused_every_page_and_form(app, browsers: Browsers, member: 
     assert fresh(select(User.id).where(User.email == "mallory@evil.test")) is None
     assert role_permissions("root") is None
     assert fresh(select(User.is_active).where(User.email == OWNER)) is True
+    assert fresh(select(Organisation.mfa_policy).where(Organisation.slug == "acme")) == "off"
+    assert events("mfa.reset") == [] and events("org.mfa_policy_change") == []
 
 
 def test_nav_shows_only_the_sections_one_may_use(app, browsers: Browsers, owner: User) -> None:
@@ -417,6 +426,7 @@ def test_an_admin_cannot_grant_billing_or_touch_an_owner(
         f"/admin/members/{membership_id(MEMBER)}/role": {"role": "owner"},
         f"/admin/members/{membership_id(OWNER)}/disable": {},
         f"/admin/members/{membership_id(OWNER)}/remove": {},
+        f"/admin/members/{membership_id(OWNER)}/factors/reset": {},
     }
     for path, data in attempts.items():
         response = post_form(as_admin, path, data, page=members_page)
@@ -573,10 +583,12 @@ def test_forms_without_csrf_token_are_refused(app, as_owner: httpx.Client, membe
         f"/admin/members/{jane}/enable": {},
         f"/admin/members/{jane}/revoke-sessions": {},
         f"/admin/members/{jane}/remove": {},
+        f"/admin/members/{jane}/factors/reset": {},
         "/admin/roles": {"name": "payer", "permissions": "billing.manage"},
         f"/admin/roles/{sender.id}": {"permissions": "audit.read"},
         f"/admin/roles/{sender.id}/delete": {},
         "/admin/settings": SETTINGS,
+        "/admin/settings/2fa": {"mfa_policy": "everyone"},
         "/account/org": {"org": "anything"},
     }
     for path, data in forms.items():
@@ -590,3 +602,4 @@ def test_forms_without_csrf_token_are_refused(app, as_owner: httpx.Client, membe
     assert role_permissions("payer") is None
     assert [e for e in events("member.invite") if e.target == "ivy@acme.test"] == []
     assert fresh(select(User.id).where(User.email == "ivy@acme.test")) is None
+    assert events("mfa.reset") == [] and events("org.mfa_policy_change") == []

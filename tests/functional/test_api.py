@@ -203,6 +203,7 @@ def test_security_settings(app, as_owner: Api) -> None:
     before = as_owner.get("/settings").json()
     assert set(before) == {
         "session_idle_minutes", "session_max_hours", "password_min_length", "redirect_origins",
+        "mfa_policy", "mfa_grace_days", "mfa_grace_until",
     }  # fmt: skip
     after = as_owner.patch(
         "/settings",
@@ -284,12 +285,15 @@ ADMIN_OPERATIONS = [
     ("delete", "/members/{mid}", None),
     ("post", "/members/{mid}/invitation", None),
     ("post", "/members/{mid}/sessions/revoke", None),
+    ("post", "/members/{mid}/factors/reset", None),
     ("get", "/roles", None),
     ("post", "/roles", {"name": "mine", "permissions": ["members.manage"]}),
     ("patch", "/roles/{rid}", {"permissions": ["members.manage"]}),
     ("delete", "/roles/{rid}", None),
     ("get", "/settings", None),
     ("patch", "/settings", {"session_max_hours": 1}),
+    ("patch", "/settings", {"mfa_policy": "everyone"}),
+    ("patch", "/settings", {"mfa_grace_days": 3}),
     ("get", "/audit", None),
 ]
 
@@ -350,6 +354,7 @@ def test_admin_cannot_act_on_an_owner(app, as_admin: Api, owner: User) -> None:
     problem(as_admin.patch(f"/members/{oid}", json={"active": False}), 403)
     problem(as_admin.delete(f"/members/{oid}"), 403)
     problem(as_admin.post(f"/members/{oid}/sessions/revoke"), 403)
+    problem(as_admin.post(f"/members/{oid}/factors/reset"), 403)
     assert fresh(Membership, oid).role.name == "owner"
     assert fresh(User, owner.id).is_active
 
@@ -374,6 +379,7 @@ def test_another_organisations_member_is_not_found(app, as_owner: Api) -> None:
         as_owner.delete(f"/members/{sid}"),
         as_owner.post(f"/members/{sid}/invitation"),
         as_owner.post(f"/members/{sid}/sessions/revoke"),
+        as_owner.post(f"/members/{sid}/factors/reset"),
         as_owner.get(f"/roles/{other_role}"),
         as_owner.delete(f"/roles/{other_role}"),
     ):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import httpx
+import pytest
+import sqlalchemy.exc
 from sqlalchemy import text
 
 from idp.extensions import db
@@ -12,6 +14,15 @@ from idp.models import AuditEvent
 from idp.services import audit
 from idp.services.audit import Actor, Origin
 from tests.support import STRONG_PASSWORD, make_user, sign_in
+
+
+def _tamper(statement: str, **params: object) -> None:
+    """Edit the log as a database superuser would: on PostgreSQL, with triggers switched off
+    (past the append-only trigger), so that the hash chain is what must catch it."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL session_replication_role = replica"))
+    db.session.execute(text(statement), params)
+    db.session.commit()
 
 
 def _events() -> list[AuditEvent]:
@@ -38,10 +49,7 @@ def test_edited_row_is_caught(app) -> None:
         audit.record("test.event", target=f"t{n}", origin=Origin("10.0.0.1", "ua"))
     assert audit.verify().ok
     victim = _events()[2]
-    db.session.execute(
-        text("UPDATE audit_events SET target = 'forged' WHERE seq = :seq"), {"seq": victim.seq}
-    )
-    db.session.commit()
+    _tamper("UPDATE audit_events SET target = 'forged' WHERE seq = :seq", seq=victim.seq)
     db.session.expire_all()
     result = audit.verify()
     assert not result.ok
@@ -53,16 +61,14 @@ def test_deleted_rows_are_caught(app) -> None:
     for n in range(4):
         audit.record("test.event", target=f"t{n}")
     seqs = [e.seq for e in _events()]
-    db.session.execute(text("DELETE FROM audit_events WHERE seq = :s"), {"s": seqs[1]})
-    db.session.commit()
+    _tamper("DELETE FROM audit_events WHERE seq = :s", s=seqs[1])
     assert audit.verify().first_bad_seq == seqs[1]
 
 
 def test_truncated_tail_is_caught(app) -> None:
     for n in range(4):
         audit.record("test.event", target=f"t{n}")
-    db.session.execute(text("DELETE FROM audit_events WHERE seq >= 3"))
-    db.session.commit()
+    _tamper("DELETE FROM audit_events WHERE seq >= 3")
     result = audit.verify()
     assert not result.ok and result.problem == "rows removed from the end"
 
@@ -88,4 +94,20 @@ def test_concurrent_appends_keep_one_chain(app) -> None:
     assert not errors
     db.session.expire_all()
     assert [e.seq for e in _events()] == list(range(1, 41))
+    assert audit.verify().ok
+
+
+# SQLite has no privilege split for a trigger to enforce: there the hash chain alone stands.
+@pytest.mark.parametrize("backend", ["postgres+redis"], indirect=True)
+def test_postgresql_refuses_changes_to_the_log(app) -> None:
+    """The application's own connection cannot rewrite or delete history on PostgreSQL."""
+    audit.record("test.event", target="t")
+    for statement in [
+        "UPDATE audit_events SET target = 'forged'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+    ]:
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"):
+            db.session.execute(text(statement))
+        db.session.rollback()
     assert audit.verify().ok

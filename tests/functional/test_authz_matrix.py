@@ -85,6 +85,18 @@ CONSOLE: dict[tuple[str, str], tuple[Need, Call]] = {
         frozenset({p.MEMBERS_MANAGE}),
         lambda t: (f"/admin/members/{t.member_id}/role", {"role": "member"}),
     ),
+    ("GET", "/admin/members/<int:member_id>/factors/reset"): (
+        frozenset({p.MEMBERS_MANAGE}),
+        lambda t: (f"/admin/members/{t.member_id}/factors/reset", None),
+    ),
+    ("POST", "/admin/members/<int:member_id>/factors/reset"): (
+        frozenset({p.MEMBERS_MANAGE}),
+        _member_action("factors/reset"),
+    ),
+    ("POST", "/admin/settings/2fa"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: ("/admin/settings/2fa", {"mfa_policy": "off", "mfa_grace_days": ""}),
+    ),
     ("GET", "/admin/roles"): (frozenset({p.MEMBERS_MANAGE}), lambda t: ("/admin/roles", None)),
     ("POST", "/admin/roles"): (
         frozenset({p.MEMBERS_MANAGE}),
@@ -146,6 +158,10 @@ API: dict[tuple[str, str], tuple[Need, Call]] = {
     ("POST", "/api/v1/members/<id:member_id>/sessions/revoke"): (
         frozenset({p.MEMBERS_MANAGE}),
         lambda t: (f"/api/v1/members/{t.member_id}/sessions/revoke", {}),
+    ),
+    ("POST", "/api/v1/members/<id:member_id>/factors/reset"): (
+        frozenset({p.MEMBERS_MANAGE}),
+        lambda t: (f"/api/v1/members/{t.member_id}/factors/reset", None),
     ),
     ("GET", "/api/v1/roles"): (frozenset({p.MEMBERS_MANAGE}), lambda t: ("/api/v1/roles", None)),
     ("POST", "/api/v1/roles"): (

@@ -66,10 +66,16 @@ class Cli:
         return lines[0].removeprefix("Error: ")
 
     def sql(self, statement: str, **params: Any) -> list[Any]:
-        """Run SQL on the instance's database directly, as an intruder or an auditor would."""
+        """Run SQL on the instance's database directly, as an intruder or an auditor would.
+
+        On PostgreSQL it acts as a superuser able to switch triggers off, so it gets past the
+        append-only trigger on audit_events: what is left to catch it is the hash chain.
+        """
         engine = sqlalchemy.create_engine(self.database_url)
         try:
             with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(sqlalchemy.text("SET LOCAL session_replication_role = replica"))
                 result = conn.execute(sqlalchemy.text(statement), params)
                 return list(result) if result.returns_rows else []
         finally:

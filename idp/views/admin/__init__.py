@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from idp.models import User
-from idp.services import admin_overview
+from idp.runtime import runtime
+from idp.services import admin_overview, mfa_policy
 from idp.views._helpers import login_required, principal_for
 from idp.views.admin import audit, members, roles, settings
 from idp.views.admin._common import bp, principal, render
@@ -22,4 +23,9 @@ def shows_admin_link(user: User | None) -> bool:
 @login_required
 def overview(user: User) -> str:
     acting = principal(user)
-    return render("overview.html", acting, summary=admin_overview.summary(acting))
+    return render(
+        "overview.html",
+        acting,
+        summary=admin_overview.summary(acting, runtime().clock()),
+        policy_descriptions=mfa_policy.DESCRIPTIONS,
+    )

@@ -1,4 +1,5 @@
-"""Members: invite, resend an invitation, change role, disable, enable, remove, sign out."""
+"""Members: invite, resend an invitation, change role, disable, enable, remove, sign out, and
+reset second factors (for someone who lost both their factor and their recovery codes)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from werkzeug.wrappers import Response
 
 from idp.extensions import db
 from idp.models import User
-from idp.services import authz, members, roles, users
+from idp.services import authz, members, mfa, roles, users
 from idp.services.authz import Principal
 from idp.services.errors import ServiceError
 from idp.views._context import credentials_context
@@ -142,18 +143,60 @@ def remove(user: User, member_id: int) -> Response:
     )
 
 
+@bp.get("/members/<int:member_id>/factors/reset")
+@login_required
+def confirm_reset_factors(user: User, member_id: int) -> str:
+    """A reset weakens the member's sign-in to a password alone, so it asks first, saying so."""
+    acting = principal(user)
+    member = members.get_member(acting, member_id)
+    return render("reset_factors.html", acting, member=member, factors=mfa.status(member.user))
+
+
+@bp.post("/members/<int:member_id>/factors/reset")
+@login_required
+def reset_factors(user: User, member_id: int) -> Response:
+    acting = principal(user)
+    who = _email(acting, member_id)
+    removed = mfa.reset_factors(acting, credentials_context(), member_id)
+    flash(
+        f"The second factors of {who} were reset: {_removed(removed)}. They can sign in with "
+        "their password and set up a new factor on their account page; if your organisation "
+        "requires two-factor authentication, their next sign-in asks them to set one up first.",
+        "notice",
+    )
+    return see_other(LIST)
+
+
+def _removed(removed: dict[str, int]) -> str:
+    """The service's counts in words, so the admin sees what the member lost:
+    ``{"totp": 1, "security_keys": 0, "recovery_codes": 10}`` → "1 authenticator app and 10
+    recovery codes removed"."""
+    names = {
+        "totp": ("authenticator app", "authenticator apps"),
+        "security_keys": ("security key", "security keys"),
+        "recovery_codes": ("recovery code", "recovery codes"),
+    }
+    parts = [f"{count} {names[kind][count != 1]}" for kind, count in removed.items() if count]
+    if not parts:
+        return "they had none"
+    listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+    return f"{listed} removed"
+
+
 def _email(acting: Principal, member_id: int) -> str:
     """Whom an action is about, for its status message (the lookup is checked too)."""
     return members.get_member(acting, member_id).user.email
 
 
 def _page(acting: Principal, error: str | None = None, typed: dict[str, str] | None = None) -> str:
+    listing = members.list_members(acting, page=page_number())
     return render(
         "members.html",
         acting,
-        listing=members.list_members(acting, page=page_number()),
+        listing=listing,
         roles=roles.list_roles(acting),
         mine=authz.permissions_of(acting),
+        with_factor=mfa.with_second_factor([m.user_id for m in listing.items]),
         error=error,
         typed=typed or {"role": "member"},
     )
