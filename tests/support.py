@@ -1,4 +1,5 @@
-"""Helpers for tests: the server's app slot, CSRF-aware form posting, user factories."""
+"""Helpers for tests: the server's app slot, CSRF-aware form posting, user factories, browsers
+that sign in over HTTP, and what the operator's commands do (contexts, invitations, API tokens)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from flask import Flask
 
 from idp.extensions import db
 from idp.models import User
-from idp.services import orgs, users
+from idp.runtime import runtime
+from idp.services import api_tokens, authz, credentials, orgs, users
+from idp.services.audit import ANONYMOUS, CLI
 
 STRONG_PASSWORD = "correct horse battery staple 42"
 OTHER_STRONG_PASSWORD = "violet kettle drums under moonlight"
@@ -73,3 +76,59 @@ def make_user(
 
 def session_cookie(client: httpx.Client) -> str | None:
     return client.cookies.get("bascule_session")
+
+
+class Browsers:
+    """Cookie-keeping clients that do not follow redirects, all closed after the test."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.opened: list[httpx.Client] = []
+
+    def new(self) -> httpx.Client:
+        browser = httpx.Client(base_url=self.base_url, timeout=30, headers={"Accept": "text/html"})
+        self.opened.append(browser)
+        return browser
+
+    def signed_in(
+        self, address: str = "jane@acme.test", password: str = STRONG_PASSWORD
+    ) -> httpx.Client:
+        browser = self.new()
+        assert sign_in(browser, address, password).status_code == 303
+        return browser
+
+    def sign_in_status(self, address: str, password: str) -> int:
+        return sign_in(self.new(), address, password).status_code
+
+
+def cli_context() -> credentials.Context:
+    """The context an operator's ``bascule`` command runs with, in the current app."""
+    rt = runtime()
+    return credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
+
+
+def invite(app: Flask, address: str) -> str:
+    """What ``bascule users create EMAIL --org acme`` does without a password."""
+    user = make_user(app, email=address, password=None, name="Ivy Newcomer")
+    link = credentials.invite(cli_context(), user, orgs.get("acme"), invited_by=ANONYMOUS)
+    db.session.commit()
+    return link
+
+
+def token_for(app: Flask, user: User, org_slug: str = "acme", name: str = "test") -> str:
+    """A personal API token made by the operator, as ``bascule tokens create`` does."""
+    org = orgs.get(org_slug)
+    issued = api_tokens.create(authz.operator(org), cli_context(), user, name)
+    db.session.commit()
+    return issued.secret
+
+
+class Api:
+    """An HTTP client for /api/v1 that sends one bearer token (or none)."""
+
+    def __init__(self, base_url: str, token: str | None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.Client(base_url=f"{base_url}/api/v1", headers=headers, timeout=30)
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(self.client, method)

@@ -15,9 +15,9 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp.common.sealing import SealingError
 from idp.extensions import db
-from idp.models import Organisation, User
+from idp.models import Organisation, User, WebAuthnCredential
 from idp.runtime import runtime
-from idp.services import login_state, mfa, org_settings
+from idp.services import login_state, mfa, mfa_keys, org_settings
 from idp.services.login_state import Pending
 from idp.services.sessions import Limits
 from idp.views._helpers import origin, server_session
@@ -78,6 +78,16 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object (an empty one when absent or not an object)."""
     body = request.get_json(silent=True)
     return body if isinstance(body, dict) else {}
+
+
+def register_key(user: User) -> tuple[WebAuthnCredential, list[str] | None]:
+    """Keeps the key the browser created for the live challenge (enrolment from the account page
+    or during sign-in): the key and, on a first factor, new recovery codes. Raises
+    ``ServiceError`` when the service refuses it."""
+    body = json_body()
+    return mfa_keys.register(
+        mfa_context(), user, take_challenge(), body.get("credential"), str(body.get("name") or "")
+    )
 
 
 def json_error(message: str, status: int = 400, **extra: Any) -> tuple[Response, int]:

@@ -11,7 +11,7 @@ from idp.services import mfa, mfa_keys, mfa_policy, totp, webauthn_service
 from idp.services.errors import ServiceError
 from idp.views import _mfa
 from idp.views._helpers import field, login_required, redirect_to, server_session
-from idp.views._mfa import json_body, json_error, mfa_context
+from idp.views._mfa import json_error, mfa_context
 
 bp = Blueprint("mfa_account", __name__, url_prefix="/account/2fa")
 
@@ -146,15 +146,8 @@ def webauthn_options(user: User) -> tuple[Response, int] | Response:
 @bp.post("/webauthn/verify")
 @login_required
 def webauthn_verify(user: User) -> tuple[Response, int] | Response:
-    body = json_body()
     try:
-        _, codes = mfa_keys.register(
-            mfa_context(),
-            user,
-            _mfa.take_challenge(),
-            body.get("credential"),
-            str(body.get("name") or ""),
-        )
+        _, codes = _mfa.register_key(user)
     except ServiceError as exc:
         return json_error(str(exc), 400)
     if codes:

@@ -221,15 +221,8 @@ def setup_webauthn_verify() -> tuple[Response, int] | Response:
     if found is None:
         return json_error(EXPIRED, 401, redirect=url_for("auth.login"))
     state, user = found
-    body = json_body()
     try:
-        credential, codes = mfa_keys.register(
-            mfa_context(),
-            user,
-            _mfa.take_challenge(),
-            body.get("credential"),
-            str(body.get("name") or ""),
-        )
+        credential, codes = _mfa.register_key(user)
     except ServiceError as exc:
         return json_error(str(exc), 400)
     amr = mfa.login_amr(state.amr, webauthn_service.amr_value(credential))

@@ -7,44 +7,18 @@ The pages must work under the Content Security Policy: any refused script or sty
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.browser.support import chromium, new_tab, shot
 from tests.support import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, make_user
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-TIMEOUT_MS = 15_000
-
-if importlib.util.find_spec("playwright") is None:
-    pytest.skip("the playwright package is not installed", allow_module_level=True)
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-
-from playwright.sync_api import (  # noqa: E402
-    ConsoleMessage,
-    Page,
-    Response,
-    expect,
-    sync_playwright,
-)
+# Imported after tests.browser.support, which skips this module when Playwright is missing.
+from playwright.sync_api import Page, expect  # noqa: E402
 
 FIREFOX_ON_WINDOWS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -55,46 +29,19 @@ FIREFOX_ON_WINDOWS = (
 def devices(base_url: str) -> Iterator[Callable[..., Page]]:
     """Opens a tab on a device of its own (own cookies). Any page error fails the test: a
     script error, a CSP refusal, a missing stylesheet."""
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        # Error statuses are expected (a refused sign-in is a 401); anything else is not.
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            problems.append(message.text)
-
-    def on_response(response: Response) -> None:
-        if response.status == 404:
-            problems.append(f"404 {response.url}")
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as (browser, problems):
 
         def open_tab(user_agent: str | None = None) -> Page:
-            context = browser.new_context(
-                base_url=base_url, viewport={"width": 1024, "height": 720}, user_agent=user_agent
+            return new_tab(
+                browser, problems, base_url=base_url, width=1024, height=720, user_agent=user_agent
             )
-            context.set_default_timeout(TIMEOUT_MS)
-            tab = context.new_page()
-            tab.on("console", on_console)
-            tab.on("pageerror", lambda error: problems.append(str(error)))
-            tab.on("response", on_response)
-            return tab
 
-        try:
-            yield open_tab
-        finally:
-            browser.close()
-    assert problems == [], problems
+        yield open_tab
 
 
 @pytest.fixture
 def page(devices: Callable[..., Page]) -> Page:
     return devices()
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def fill_sign_in(page: Page, email: str, password: str) -> None:

@@ -10,8 +10,6 @@ or missing resource fails the test.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,70 +17,20 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.browser.support import chromium, new_tab, shot
 from tests.support import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, make_user
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-TIMEOUT_MS = 15_000
-
-if importlib.util.find_spec("playwright") is None:
-    pytest.skip("the playwright package is not installed", allow_module_level=True)
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-
-from playwright.sync_api import ConsoleMessage, Page, Response, expect, sync_playwright  # noqa: E402
+# Imported after tests.browser.support, which skips this module when Playwright is missing.
+from playwright.sync_api import Page, expect  # noqa: E402
 
 
 @pytest.fixture
 def devices(base_url: str) -> Iterator[Callable[[], Page]]:
     """Opens a tab on a device of its own (own cookies). Any page error fails the test."""
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        # Error statuses are expected (a refused page is a 403); anything else is not.
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            problems.append(message.text)
-
-    def on_response(response: Response) -> None:
-        if response.status == 404:
-            problems.append(f"404 {response.url}")
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-
-        def open_tab() -> Page:
-            context = browser.new_context(
-                base_url=base_url, viewport={"width": 1280, "height": 800}
-            )
-            context.set_default_timeout(TIMEOUT_MS)
-            tab = context.new_page()
-            tab.on("console", on_console)
-            tab.on("pageerror", lambda error: problems.append(str(error)))
-            tab.on("response", on_response)
-            return tab
-
-        try:
-            yield open_tab
-        finally:
-            browser.close()
-    assert problems == [], problems
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"admin-{name}.png"), full_page=True)
+    with chromium() as (browser, problems):
+        yield lambda: new_tab(browser, problems, base_url=base_url, width=1280, height=800)
 
 
 def sign_in(page: Page, email: str, password: str) -> None:
@@ -114,7 +62,7 @@ def test_owner_invites_creates_a_role_assigns_it_and_the_member_sees_it(  # type
     expect(owner).to_have_url("/admin")
     expect(owner.get_by_role("heading", name="Overview")).to_be_visible()
     expect(owner.locator(".stat").first).to_contain_text("1 active")
-    shot(owner, "overview")
+    shot(owner, "admin-overview")
 
     # Invite Jane; the link is shown once on the page (and mailed).
     owner.get_by_role("link", name="Members", exact=True).click()
@@ -128,7 +76,7 @@ def test_owner_invites_creates_a_role_assigns_it_and_the_member_sees_it(  # type
     link = owner.get_by_label("Invitation link").input_value()
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/invite/[\w-]+", link), link
     expect(member_row(owner, "jane@acme.test")).to_contain_text("invited")
-    shot(owner, "members-invited")
+    shot(owner, "admin-members-invited")
 
     # Jane, on her own device, chooses a password through the link and signs in.
     jane = devices()
@@ -145,7 +93,7 @@ def test_owner_invites_creates_a_role_assigns_it_and_the_member_sees_it(  # type
     response = jane.goto("/admin")
     assert response is not None and response.status == 403
     expect(jane.get_by_role("heading", name="403")).to_be_visible()
-    shot(jane, "forbidden-for-a-member")
+    shot(jane, "admin-forbidden-for-a-member")
 
     # The owner creates "sender" with messages.send only; the checklist explains each one.
     owner.get_by_role("link", name="Roles", exact=True).click()
@@ -157,19 +105,19 @@ def test_owner_invites_creates_a_role_assigns_it_and_the_member_sees_it(  # type
     expect(owner.get_by_role("status")).to_contain_text("The role sender was created.")
     sender_row = owner.locator("table.roles tbody tr").filter(has_text="sender")
     expect(sender_row.locator("code")).to_have_text(["messages.send"])
-    shot(owner, "roles")
+    shot(owner, "admin-roles")
 
     owner_row = owner.locator("table.roles tbody tr").filter(has_text="owner")
     owner_row.get_by_role("link", name="Details").click()
     expect(owner.get_by_role("heading", name="Role owner built-in")).to_be_visible()
     expect(owner.get_by_text("Built-in roles cannot be changed.")).to_be_visible()
-    shot(owner, "role-builtin")
+    shot(owner, "admin-role-builtin")
     owner.get_by_role("link", name="← All roles").click()
     sender_row.get_by_role("link", name="Edit").click()
     expect(owner.get_by_role("heading", name="Role sender")).to_be_visible()
     expect(owner.get_by_role("checkbox", name="messages.send")).to_be_checked()
     expect(owner.get_by_role("checkbox", name="messages.edit")).not_to_be_checked()
-    shot(owner, "role-edit")
+    shot(owner, "admin-role-edit")
 
     # ... and gives it to Jane.
     owner.get_by_role("link", name="Members", exact=True).click()
@@ -178,25 +126,25 @@ def test_owner_invites_creates_a_role_assigns_it_and_the_member_sees_it(  # type
     row.get_by_role("button", name="Change role").click()
     expect(owner.get_by_role("status")).to_contain_text("jane@acme.test now has the role sender")
     expect(member_row(owner, "jane@acme.test").get_by_role("combobox")).to_have_value("sender")
-    shot(owner, "members")
+    shot(owner, "admin-members")
 
     # Jane's very next request shows exactly the new permission.
     jane.goto("/account")
     expect(jane.locator("#permissions dt")).to_have_text(["messages.send"])
     expect(jane.get_by_text("Your role is sender.")).to_be_visible()
-    shot(jane, "member-account-after-role-change")
+    shot(jane, "admin-member-account-after-role-change")
 
     # The remaining admin pages, each looked at: removal asks first, settings refuse
     # out-of-bounds values with the field's name, the audit log filters.
     member_row(owner, "jane@acme.test").get_by_role("link", name="Remove…").click()
     expect(owner.get_by_role("heading", name="Remove jane@acme.test?")).to_be_visible()
-    shot(owner, "remove-confirm")
+    shot(owner, "admin-remove-confirm")
     owner.get_by_role("link", name="Keep them").click()
     expect(owner).to_have_url("/admin/members")
 
     owner.get_by_role("link", name="Security settings").click()
     expect(owner.get_by_role("heading", name="Security settings")).to_be_visible()
-    shot(owner, "settings")
+    shot(owner, "admin-settings")
     idle = owner.get_by_label("Sign out after inactivity (minutes)")
     idle.fill("1")
     # The browser itself would stop this (min/max): the server's answer is what we test.
@@ -205,7 +153,7 @@ def test_owner_invites_creates_a_role_assigns_it_and_the_member_sees_it(  # type
     expect(owner.get_by_role("alert")).to_have_text(
         "“Sign out after inactivity (minutes)” must be between 5 and 30."
     )
-    shot(owner, "settings-refused")
+    shot(owner, "admin-settings-refused")
     idle.fill("15")
     owner.get_by_label("Allowed redirect origins").fill("https://chat.acme.test")
     owner.get_by_role("button", name="Save settings").click()
@@ -222,17 +170,17 @@ def test_owner_invites_creates_a_role_assigns_it_and_the_member_sees_it(  # type
     )
     expect(owner.get_by_role("radio", name="Administrators")).to_be_checked()
     expect(owner.get_by_text("A grace period now runs until")).to_be_visible()
-    shot(owner, "settings-two-factor")
+    shot(owner, "admin-settings-two-factor")
 
     owner.get_by_role("link", name="Audit log").click()
     expect(owner.get_by_role("heading", name="Audit log")).to_be_visible()
     expect(owner.locator("table.events")).to_contain_text("member.role_change")
-    shot(owner, "audit")
+    shot(owner, "admin-audit")
     owner.get_by_label("Event").select_option("member.role_change")
     owner.get_by_role("button", name="Filter").click()
     expect(owner.locator("table.events tbody tr")).to_have_count(1)
     expect(owner.locator("table.events tbody tr")).to_contain_text("member → sender")
-    shot(owner, "audit-filtered")
+    shot(owner, "admin-audit-filtered")
     with owner.expect_download() as download:
         owner.get_by_role("link", name=re.compile("Download these as JSON lines")).click()
     lines = Path(download.value.path()).read_text().splitlines()
@@ -243,7 +191,7 @@ def test_owner_invites_creates_a_role_assigns_it_and_the_member_sees_it(  # type
     adoption = owner.locator("#two-factor")
     expect(adoption.locator(".number")).to_have_text("0 / 2")
     expect(adoption).to_contain_text("Required for administrators")
-    shot(owner, "overview-later")
+    shot(owner, "admin-overview-later")
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -260,13 +208,13 @@ def test_switching_the_active_organisation(app, devices: Callable[[], Page]) -> 
     sign_in(jane, "jane@acme.test", STRONG_PASSWORD)
     expect(jane.get_by_role("heading", name="Your permissions in Acme")).to_be_visible()
     expect(jane.get_by_role("link", name="Admin", exact=True)).to_have_count(0)
-    shot(jane, "account-two-organisations")
+    shot(jane, "admin-account-two-organisations")
 
     jane.get_by_role("button", name="Switch to Beta").click()
     expect(jane.get_by_role("status")).to_have_text("You now act in Beta.")
     expect(jane.get_by_role("heading", name="Your permissions in Beta")).to_be_visible()
     expect(jane.locator("#permissions dt")).to_contain_text(["audit.read", "members.manage"])
     expect(jane.get_by_role("button", name="Switch to Acme")).to_be_visible()
-    shot(jane, "account-switched")
+    shot(jane, "admin-account-switched")
     jane.get_by_role("link", name="Admin", exact=True).click()
     expect(jane.get_by_text("Administering Beta")).to_be_visible()

@@ -8,8 +8,6 @@ host name, not an IP address. Each enrolment page is saved under test-output/scr
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -23,32 +21,16 @@ from idp.config import Settings
 from idp.extensions import db
 from idp.models import WebAuthnCredential
 from idp.services import sessions, users
+from tests.browser.support import chromium, new_tab, shot
 from tests.mfa_support import oathtool
 from tests.support import STRONG_PASSWORD, make_user
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-TIMEOUT_MS = 15_000
 JANE = "jane@acme.test"
 
-if importlib.util.find_spec("playwright") is None:
-    pytest.skip("the playwright package is not installed", allow_module_level=True)
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-
-from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright  # noqa: E402
+# Imported after tests.browser.support, which skips this module when Playwright is missing.
+from playwright.sync_api import Page, expect  # noqa: E402
 
 
 @pytest.fixture
@@ -72,57 +54,29 @@ def base_url(app, settings: Settings) -> str:  # type: ignore[no-untyped-def]
 def tab(base_url: str) -> Iterator[tuple[Page, Callable[[str, Any], Any]]]:
     """A tab with a virtual authenticator (a security key that can hold passkeys, with a PIN
     or fingerprint). Yields the page and a DevTools ``send``. Any page error fails the test."""
-    problems: list[str] = []
+    with chromium() as (browser, problems):
+        page = new_tab(browser, problems, base_url=base_url, width=1024, height=720)
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("WebAuthn.enable")
+        authenticator = cdp.send(
+            "WebAuthn.addVirtualAuthenticator",
+            {
+                "options": {
+                    "protocol": "ctap2",
+                    "transport": "usb",
+                    "hasResidentKey": True,
+                    "hasUserVerification": True,
+                    "isUserVerified": True,
+                    "automaticPresenceSimulation": True,
+                }
+            },
+        )
 
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            problems.append(message.text)
+        def send(method: str, params: Any = None) -> Any:
+            body = {"authenticatorId": authenticator["authenticatorId"], **(params or {})}
+            return cdp.send(method, body)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(
-                base_url=base_url, viewport={"width": 1024, "height": 720}
-            )
-            context.set_default_timeout(TIMEOUT_MS)
-            page = context.new_page()
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on(
-                "response",
-                lambda r: problems.append(f"404 {r.url}") if r.status == 404 else None,
-            )
-            cdp = context.new_cdp_session(page)
-            cdp.send("WebAuthn.enable")
-            authenticator = cdp.send(
-                "WebAuthn.addVirtualAuthenticator",
-                {
-                    "options": {
-                        "protocol": "ctap2",
-                        "transport": "usb",
-                        "hasResidentKey": True,
-                        "hasUserVerification": True,
-                        "isUserVerified": True,
-                        "automaticPresenceSimulation": True,
-                    }
-                },
-            )
-
-            def send(method: str, params: Any = None) -> Any:
-                body = {"authenticatorId": authenticator["authenticatorId"], **(params or {})}
-                return cdp.send(method, body)
-
-            yield page, send
-        finally:
-            browser.close()
-    assert problems == [], problems
-
-
-def shot(page: Page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
+        yield page, send
 
 
 def fill_sign_in(page: Page, email: str, password: str) -> None:

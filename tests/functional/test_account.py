@@ -10,23 +10,22 @@ import email.policy
 import hashlib
 import itertools
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 from flask import Flask
 from sqlalchemy import Row, select
 
 from idp.extensions import db
 from idp.models import AuditEvent, User
-from idp.services import credentials, orgs, passwords
-from idp.services.audit import ANONYMOUS, CLI
+from idp.services import credentials, passwords
 from tests.support import (
     OTHER_STRONG_PASSWORD,
     STRONG_PASSWORD,
+    Browsers,
+    invite,
     make_user,
     post_form,
     session_cookie,
@@ -42,35 +41,6 @@ REVOKE_FORM = re.compile(r'action="/account/sessions/([0-9a-f]{64})/revoke"')
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-class Browsers:
-    """Cookie-keeping clients that do not follow redirects, all closed after the test."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.opened: list[httpx.Client] = []
-
-    def new(self) -> httpx.Client:
-        browser = httpx.Client(base_url=self.base_url, timeout=30, headers={"Accept": "text/html"})
-        self.opened.append(browser)
-        return browser
-
-    def signed_in(self, address: str = JANE, password: str = STRONG_PASSWORD) -> httpx.Client:
-        browser = self.new()
-        assert sign_in(browser, address, password).status_code == 303
-        return browser
-
-    def sign_in_status(self, address: str, password: str) -> int:
-        return sign_in(self.new(), address, password).status_code
-
-
-@pytest.fixture
-def browsers(base_url: str) -> Iterator[Browsers]:
-    made = Browsers(base_url)
-    yield made
-    for browser in made.opened:
-        browser.close()
 
 
 def is_signed_in(browser: httpx.Client) -> bool:
@@ -495,16 +465,6 @@ def test_reset_link_expires_after_30_minutes_of_the_injected_clock(
 
 
 # --- invitations -----------------------------------------------------------------------------
-
-
-def invite(app: Flask, address: str) -> str:
-    """What ``bascule users create EMAIL --org acme`` does without a password."""
-    rt = app.extensions["bascule"]
-    user = make_user(app, email=address, password=None, name="Ivy Newcomer")
-    ctx = credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
-    link = credentials.invite(ctx, user, orgs.get("acme"), invited_by=ANONYMOUS)
-    db.session.commit()
-    return link
 
 
 def test_invitation_sets_a_first_password_then_the_user_signs_in(

@@ -17,7 +17,14 @@ from sqlalchemy import select
 from idp.extensions import db
 from idp.models import AuditEvent, Organisation
 from idp.services import orgs
-from tests.support import STRONG_PASSWORD, csrf_token, make_user, session_cookie, sign_in
+from tests.support import (
+    STRONG_PASSWORD,
+    cli_context,
+    csrf_token,
+    make_user,
+    session_cookie,
+    sign_in,
+)
 
 SWITCH = re.compile(r'name="org" value="([^"]+)">\s*<button[^>]*>Switch to ([^<]+)</button>')
 
@@ -125,9 +132,7 @@ def test_switching_applies_the_new_organisations_session_limits(
 def test_an_organisations_admin_ends_only_sessions_active_in_it(app, jane: httpx.Client) -> None:
     """Jane is in Acme and Beta. Beta's owner signs her out: her Acme session survives; once
     she acts in Beta, Beta's owner can end that session."""
-    from idp.runtime import runtime
-    from idp.services import credentials, members, users
-    from idp.services.audit import CLI
+    from idp.services import members, users
     from idp.services.authz import Principal
 
     owner = make_user(app, "boss@beta.test", org_slug="beta", role="owner")
@@ -136,8 +141,7 @@ def test_an_organisations_admin_ends_only_sessions_active_in_it(app, jane: httpx
     member = orgs.membership(jane_user, beta)
     assert member is not None
     member_id = member.id
-    rt = runtime()
-    ctx = credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
+    ctx = cli_context()
     beta_owner = Principal(owner, beta, "session")
 
     assert members.revoke_sessions(beta_owner, ctx, member_id) == 0

@@ -12,7 +12,6 @@ import email
 import email.policy
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from html import unescape
 from typing import Any
@@ -27,7 +26,7 @@ from idp.extensions import db
 from idp.models import AuditEvent, Membership, Organisation, Role, User
 from idp.services import audit, orgs
 from idp.services.audit import Actor
-from tests.support import STRONG_PASSWORD, csrf_token, make_user, post_form, sign_in
+from tests.support import STRONG_PASSWORD, Browsers, csrf_token, make_user, post_form, sign_in
 
 OWNER = "olivia@acme.test"
 MEMBER = "jane@acme.test"
@@ -39,37 +38,6 @@ ADMIN_PAGES = ["/admin", "/admin/members", "/admin/roles", "/admin/settings", "/
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-class Browsers:
-    """Cookie-keeping clients that do not follow redirects, all closed after the test."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.opened: list[httpx.Client] = []
-
-    def new(self) -> httpx.Client:
-        browser = httpx.Client(base_url=self.base_url, timeout=30, headers={"Accept": "text/html"})
-        self.opened.append(browser)
-        return browser
-
-    def signed_in(self, address: str, password: str = STRONG_PASSWORD) -> httpx.Client:
-        browser = self.new()
-        assert sign_in(browser, address, password).status_code == 303
-        return browser
-
-
-@pytest.fixture
-def browsers(base_url: str) -> Iterator[Browsers]:
-    made = Browsers(base_url)
-    yield made
-    for browser in made.opened:
-        browser.close()
-
-
-@pytest.fixture
-def owner(app: Flask) -> User:
-    return make_user(app, OWNER, role="owner", name="Olivia Owner")
 
 
 @pytest.fixture

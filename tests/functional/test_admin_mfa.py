@@ -10,7 +10,6 @@ nothing is removed; a policy change is audited; a grace period out of range is e
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from html import unescape
 
@@ -27,7 +26,6 @@ from tests.functional.test_admin_console import (
     MEMBER,
     NOTICE,
     OWNER,
-    Browsers,
     act,
     alert,
     events,
@@ -37,18 +35,10 @@ from tests.functional.test_admin_console import (
 )
 from tests.mfa_support import enrol_totp, password_step, register_key
 from tests.soft_authenticator import SoftAuthenticator
-from tests.support import make_user, post_form
+from tests.support import Browsers, make_user, post_form
 
 ADMIN = "adam@acme.test"
 DAY = 86400
-
-
-@pytest.fixture
-def browsers(base_url: str) -> Iterator[Browsers]:
-    made = Browsers(base_url)
-    yield made
-    for browser in made.opened:
-        browser.close()
 
 
 @pytest.fixture

@@ -19,41 +19,11 @@ from sqlalchemy import select
 from idp.extensions import db
 from idp.models import ApiToken, AuditEvent, Membership, User
 from idp.runtime import runtime
-from idp.services import api_tokens, authz, credentials, orgs
-from idp.services.audit import CLI
+from idp.services import api_tokens, authz, orgs
 from idp.services.authz import Forbidden
-from tests.support import STRONG_PASSWORD, make_user, sign_in
+from tests.support import STRONG_PASSWORD, Api, cli_context, make_user, sign_in, token_for
 
 PROBLEM = "application/problem+json"
-
-
-def context(app: Flask) -> credentials.Context:
-    rt = runtime()
-    return credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
-
-
-def token_for(app: Flask, user: User, org_slug: str = "acme", name: str = "test") -> str:
-    """A personal API token made by the operator, as ``bascule tokens create`` does."""
-    org = orgs.get(org_slug)
-    issued = api_tokens.create(authz.operator(org), context(app), user, name)
-    db.session.commit()
-    return issued.secret
-
-
-class Api:
-    """An HTTP client for /api/v1 that sends one bearer token (or none)."""
-
-    def __init__(self, base_url: str, token: str | None) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.Client(base_url=f"{base_url}/api/v1", headers=headers, timeout=30)
-
-    def __getattr__(self, method: str) -> Any:
-        return getattr(self.client, method)
-
-
-@pytest.fixture
-def owner(app: Flask) -> User:
-    return make_user(app, "olivia@acme.test", role="owner", name="Olivia Owner")
 
 
 @pytest.fixture
@@ -364,7 +334,7 @@ def test_admin_cannot_mint_a_token_for_an_owner(app, owner: User) -> None:
     admin = make_user(app, "adam@acme.test", role="admin")
     principal = authz.Principal(admin, orgs.get("acme"), "api_token")
     with pytest.raises(Forbidden):
-        api_tokens.create(principal, context(app), owner, "stolen")
+        api_tokens.create(principal, cli_context(), owner, "stolen")
     assert db.session.scalar(select(ApiToken).where(ApiToken.name == "stolen")) is None
 
 
@@ -408,7 +378,7 @@ def test_revoked_token_and_disabled_user_are_refused(app, owner: User, base_url:
     api = Api(base_url, secret)
     assert api.get("/members").status_code == 200
     token = db.session.scalar(select(ApiToken).where(ApiToken.user_id == jane.id))
-    api_tokens.revoke(authz.operator(orgs.get("acme")), context(app), token.id)
+    api_tokens.revoke(authz.operator(orgs.get("acme")), cli_context(), token.id)
     db.session.commit()
     problem(api.get("/members"), 401)
 

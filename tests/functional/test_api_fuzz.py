@@ -30,8 +30,7 @@ from schemathesis.specs.openapi.checks import (
 from idp.extensions import db
 from idp.models import ApiToken, User
 from idp.services import orgs
-from tests.functional.test_api import token_for
-from tests.support import make_user
+from tests.support import make_user, token_for
 
 # Bounded for CI; BASCULE_FUZZ_EXAMPLES=500 makes a long hunt by hand.
 EXAMPLES = int(os.environ.get("BASCULE_FUZZ_EXAMPLES", "15"))

@@ -20,16 +20,11 @@ from sqlalchemy import func, select
 from idp.extensions import db
 from idp.models import AuditEvent, Organisation, RecoveryCode, TotpFactor, User
 from idp.services import orgs
-from tests.functional.test_api import Api, denials, member_id, problem, token_for
+from tests.functional.test_api import denials, member_id, problem
 from tests.mfa_support import enrol_totp, password_step
-from tests.support import STRONG_PASSWORD, make_user, sign_in
+from tests.support import STRONG_PASSWORD, Api, make_user, sign_in, token_for
 
 DAY = 86400
-
-
-@pytest.fixture
-def owner(app: Flask) -> User:
-    return make_user(app, "olivia@acme.test", role="owner", name="Olivia Owner")
 
 
 @pytest.fixture

@@ -22,10 +22,8 @@ from flask.testing import FlaskClient
 from idp.cli import main as cli_main
 from idp.common import permissions as p
 from idp.extensions import db
-from idp.runtime import runtime
-from idp.services import api_tokens, authz, credentials, orgs, users
-from idp.services.audit import CLI
-from tests.support import STRONG_PASSWORD, make_user
+from idp.services import api_tokens, authz, orgs, users
+from tests.support import STRONG_PASSWORD, cli_context, make_user
 
 ANY_ADMIN = "any administrative permission"
 ANY_MEMBER = "any member"
@@ -259,11 +257,6 @@ def matrix_app(settings, extra_app) -> Flask:  # type: ignore[no-untyped-def]
     return flask_app
 
 
-def _context() -> credentials.Context:
-    rt = runtime()
-    return credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
-
-
 def _fresh_targets() -> Targets:
     org = orgs.get("acme")
     suffix = uuid.uuid4().hex[:8]
@@ -271,7 +264,7 @@ def _fresh_targets() -> Targets:
     orgs.add_member(target, org, orgs.get_role(org, "viewer"))
     role = orgs.create_role(org, f"scratch-{suffix}", frozenset())
     db.session.commit()
-    token = api_tokens.create(authz.operator(org), _context(), target, "target").token
+    token = api_tokens.create(authz.operator(org), cli_context(), target, "target").token
     db.session.commit()
     member = orgs.membership(target, org)
     assert member is not None
@@ -313,7 +306,7 @@ def test_api_matrix(matrix_app: Flask, route: tuple[str, str]) -> None:
         org = orgs.get("acme")
         for role, held in ROLES.items():
             user = users.get_by_email(f"{role}@acme.test")
-            secret = api_tokens.create(authz.operator(org), _context(), user, role).secret
+            secret = api_tokens.create(authz.operator(org), cli_context(), user, role).secret
             db.session.commit()
             path, body = call(_fresh_targets())
             response = matrix_app.test_client().open(

@@ -30,12 +30,12 @@ from sqlalchemy import select
 
 from idp.extensions import db
 from idp.models import AuditEvent
-from idp.services import audit, credentials, orgs
-from idp.services.audit import ANONYMOUS, CLI
+from idp.services import audit
 from tests.support import (
     OTHER_STRONG_PASSWORD,
     STRONG_PASSWORD,
     csrf_token,
+    invite,
     make_user,
     session_cookie,
     sign_in,
@@ -491,15 +491,6 @@ def link_in(mail: Path) -> str:
     match = LINK.search(message.get_content())
     assert match, mail.read_text()
     return match.group(1)
-
-
-def invite(app: Flask, address: str) -> str:
-    rt = app.extensions["bascule"]
-    user = make_user(app, email=address, password=None, name="Ivy Newcomer")
-    ctx = credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
-    link = credentials.invite(ctx, user, orgs.get("acme"), invited_by=ANONYMOUS)
-    db.session.commit()
-    return link
 
 
 # --- odd paths and query strings on pages ----------------------------------------------------

@@ -12,8 +12,7 @@ from sqlalchemy import select
 
 from idp.extensions import db
 from idp.models import AuditEvent, Membership, RecoveryCode, TotpFactor, User, WebAuthnCredential
-from idp.services import credentials, mfa, mfa_policy, orgs, sessions
-from idp.services.audit import CLI
+from idp.services import mfa, mfa_policy, orgs, sessions
 from idp.services.authz import Forbidden, Principal
 from idp.services.errors import NotFound, ServiceError
 from tests.mfa_support import (
@@ -29,12 +28,7 @@ from tests.mfa_support import (
     totp_page_secret,
 )
 from tests.soft_authenticator import SoftAuthenticator
-from tests.support import STRONG_PASSWORD, make_user, post_form, sign_in
-
-
-def _ctx(app: Flask) -> credentials.Context:
-    rt = app.extensions["bascule"]
-    return credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
+from tests.support import STRONG_PASSWORD, cli_context, make_user, post_form, sign_in
 
 
 def _principal(email: str, slug: str = "acme") -> Principal:
@@ -43,7 +37,7 @@ def _principal(email: str, slug: str = "acme") -> Principal:
 
 
 def _set_policy(app: Flask, policy: str, grace_days: int | None = None) -> None:
-    mfa_policy.set_policy(_principal("owner@acme.test"), _ctx(app), policy, grace_days)
+    mfa_policy.set_policy(_principal("owner@acme.test"), cli_context(), policy, grace_days)
     db.session.commit()
 
 
@@ -146,10 +140,10 @@ def test_policy_off_and_a_user_in_two_organisations(acme: Flask, clock) -> None:
 
 def test_only_security_managers_set_the_policy(acme: Flask) -> None:
     with pytest.raises(Forbidden):
-        mfa_policy.set_policy(_principal("member@acme.test"), _ctx(acme), "everyone")
+        mfa_policy.set_policy(_principal("member@acme.test"), cli_context(), "everyone")
     with pytest.raises(ServiceError):
-        mfa_policy.set_policy(_principal("admin@acme.test"), _ctx(acme), "sometimes")
-    mfa_policy.set_policy(_principal("admin@acme.test"), _ctx(acme), "admins", 14)
+        mfa_policy.set_policy(_principal("admin@acme.test"), cli_context(), "sometimes")
+    mfa_policy.set_policy(_principal("admin@acme.test"), cli_context(), "admins", 14)
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.event == "org.mfa_policy_change"))
     assert event is not None and event.details["after"]["policy"] == "admins"
 
@@ -180,7 +174,7 @@ def test_admin_resets_a_members_factors(acme: Flask, browser_client: httpx.Clien
     assert password_step(browser_client, "member@acme.test") == "/login/2fa"
 
     removed = mfa.reset_factors(
-        _principal("admin@acme.test"), _ctx(acme), _member_id("member@acme.test")
+        _principal("admin@acme.test"), cli_context(), _member_id("member@acme.test")
     )
     assert removed == {"totp": 1, "security_keys": 1, "recovery_codes": 10}
     db.session.expire_all()
@@ -197,7 +191,7 @@ def test_reset_needs_members_manage_and_control_of_the_member(
     acme: Flask, browser_client: httpx.Client, clock
 ) -> None:
     _member_with_factors(acme, browser_client, "owner@acme.test", clock)
-    ctx = _ctx(acme)
+    ctx = cli_context()
     with pytest.raises(Forbidden):  # a member cannot manage members
         mfa.reset_factors(_principal("member@acme.test"), ctx, _member_id("owner@acme.test"))
     with pytest.raises(Forbidden):  # an admin does not control an owner (billing.manage)

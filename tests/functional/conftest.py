@@ -1,0 +1,24 @@
+"""Fixtures the functional test modules share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from idp.models import User
+from tests.support import Browsers, make_user
+
+
+@pytest.fixture
+def browsers(base_url: str) -> Iterator[Browsers]:
+    made = Browsers(base_url)
+    yield made
+    for browser in made.opened:
+        browser.close()
+
+
+@pytest.fixture
+def owner(app: Flask) -> User:
+    return make_user(app, "olivia@acme.test", role="owner", name="Olivia Owner")
