@@ -42,6 +42,15 @@ def _amr(app, uid: str) -> list[list[str]]:  # type: ignore[no-untyped-def]
     return [s.amr for s in sessions.list_for_user(rt.store, uid, rt.clock(), rt.session_limits)]
 
 
+def enrolled_and_signed_out(app, client: httpx.Client, clock) -> str:  # type: ignore[no-untyped-def]
+    """Jane with an authenticator app, signed out again: the start of most tests here."""
+    make_user(app)
+    sign_in(client, JANE, "correct horse battery staple 42")
+    secret, _ = enrol_totp(client, clock())
+    sign_out(client)
+    return secret
+
+
 def test_enrol_with_oathtool_then_sign_in_with_password_and_code(
     app, browser_client: httpx.Client, clock
 ) -> None:
@@ -90,10 +99,7 @@ def test_enrol_with_oathtool_then_sign_in_with_password_and_code(
 
 
 def test_the_same_code_twice_is_refused(app, browser_client: httpx.Client, clock) -> None:
-    make_user(app)
-    sign_in(browser_client, JANE, "correct horse battery staple 42")
-    secret, _ = enrol_totp(browser_client, clock())
-    sign_out(browser_client)
+    secret = enrolled_and_signed_out(app, browser_client, clock)
     clock.advance(30)
     code = oathtool(secret, clock())
 
@@ -121,10 +127,7 @@ def test_the_same_code_twice_is_refused(app, browser_client: httpx.Client, clock
 def test_the_code_typed_at_enrolment_cannot_sign_in(
     app, browser_client: httpx.Client, clock
 ) -> None:
-    make_user(app)
-    sign_in(browser_client, JANE, "correct horse battery staple 42")
-    secret, _ = enrol_totp(browser_client, clock())
-    sign_out(browser_client)
+    secret = enrolled_and_signed_out(app, browser_client, clock)
     password_step(browser_client, JANE)
     assert (
         post_form(browser_client, "/login/2fa", {"code": oathtool(secret, clock())}).status_code
@@ -133,10 +136,7 @@ def test_the_code_typed_at_enrolment_cannot_sign_in(
 
 
 def test_window_is_one_step_either_side(app, browser_client: httpx.Client, clock) -> None:
-    make_user(app)
-    sign_in(browser_client, JANE, "correct horse battery staple 42")
-    secret, _ = enrol_totp(browser_client, clock())
-    sign_out(browser_client)
+    secret = enrolled_and_signed_out(app, browser_client, clock)
     clock.advance(300)
     now = clock()
 
@@ -152,10 +152,7 @@ def test_window_is_one_step_either_side(app, browser_client: httpx.Client, clock
 
 def test_a_used_step_also_refuses_older_steps(app, browser_client: httpx.Client, clock) -> None:
     """After the step t code, the still-in-window t-1 code is refused too."""
-    make_user(app)
-    sign_in(browser_client, JANE, "correct horse battery staple 42")
-    secret, _ = enrol_totp(browser_client, clock())
-    sign_out(browser_client)
+    secret = enrolled_and_signed_out(app, browser_client, clock)
     clock.advance(120)
     password_step(browser_client, JANE)
     assert (
@@ -187,10 +184,7 @@ def test_secret_is_sealed_in_the_database(app, browser_client: httpx.Client, clo
 def test_wrong_codes_lock_the_second_step_and_end_the_pending_sign_in(
     app, browser_client: httpx.Client, clock
 ) -> None:
-    make_user(app)
-    sign_in(browser_client, JANE, "correct horse battery staple 42")
-    secret, _ = enrol_totp(browser_client, clock())
-    sign_out(browser_client)
+    secret = enrolled_and_signed_out(app, browser_client, clock)
     clock.advance(30)
 
     password_step(browser_client, JANE)
@@ -216,10 +210,7 @@ def test_wrong_codes_lock_the_second_step_and_end_the_pending_sign_in(
 
 
 def test_pending_sign_in_expires(app, browser_client: httpx.Client, clock) -> None:
-    make_user(app)
-    sign_in(browser_client, JANE, "correct horse battery staple 42")
-    secret, _ = enrol_totp(browser_client, clock())
-    sign_out(browser_client)
+    secret = enrolled_and_signed_out(app, browser_client, clock)
     password_step(browser_client, JANE)
     page = browser_client.get("/login/2fa").text
     clock.advance(6 * 60)
@@ -231,10 +222,7 @@ def test_pending_sign_in_expires(app, browser_client: httpx.Client, clock) -> No
 def test_session_id_changes_when_the_second_factor_passes(
     app, browser_client: httpx.Client, clock
 ) -> None:
-    make_user(app)
-    sign_in(browser_client, JANE, "correct horse battery staple 42")
-    secret, _ = enrol_totp(browser_client, clock())
-    sign_out(browser_client)
+    secret = enrolled_and_signed_out(app, browser_client, clock)
     clock.advance(30)
     password_step(browser_client, JANE)
     halfway = browser_client.cookies.get("bascule_session")
@@ -251,10 +239,7 @@ def test_the_organisations_session_limits_hold_after_the_second_step(
 ) -> None:
     from idp.services import orgs
 
-    make_user(app)
-    sign_in(browser_client, JANE, "correct horse battery staple 42")
-    secret, _ = enrol_totp(browser_client, clock())
-    sign_out(browser_client)
+    secret = enrolled_and_signed_out(app, browser_client, clock)
     orgs.get("acme").session_idle_minutes = 5
     db.session.commit()
     clock.advance(30)
