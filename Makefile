@@ -8,6 +8,12 @@ test: lint
 
 install-test:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@# openid-client for tests/interop (pinned by its lock file); without npm that test skips.
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/interop/oidc_rp --no-audit --no-fund; \
+	else \
+		echo "npm not found: tests/interop/test_openid_client.py will skip"; \
+	fi
 
 lint: install-test
 	$(PYTHON) -m ruff check .

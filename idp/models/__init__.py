@@ -3,6 +3,14 @@
 from idp.models.api_token import ApiToken
 from idp.models.audit import AuditEvent, AuditHead
 from idp.models.factors import RecoveryCode, TotpFactor, WebAuthnCredential
+from idp.models.oidc import (
+    AuthorizationCode,
+    Consent,
+    OAuthClient,
+    RefreshToken,
+    SigningKey,
+    TokenGrant,
+)
 from idp.models.org import Membership, Organisation, Role, RolePermission
 from idp.models.user import PasswordHistory, User
 
@@ -10,12 +18,18 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "AuditHead",
+    "AuthorizationCode",
+    "Consent",
     "Membership",
+    "OAuthClient",
     "Organisation",
     "PasswordHistory",
     "RecoveryCode",
+    "RefreshToken",
     "Role",
     "RolePermission",
+    "SigningKey",
+    "TokenGrant",
     "TotpFactor",
     "User",
     "WebAuthnCredential",

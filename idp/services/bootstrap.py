@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 from idp.config import Settings
 from idp.extensions import db
 from idp.models import User
+from idp.runtime import runtime
 from idp.services import audit, orgs, users
 from idp.services.audit import CLI
+from idp.services.oidc import clients, keys
 
 DEMO_ORG = "demo"
 DEMO_OWNER = "admin@demo.test"
@@ -25,10 +27,42 @@ class Owner:
     password: str | None  # None when the account existed already
 
 
+GATEWAY_CLIENT_ID = "bascule-gateway"
+GATEWAY_SECRET_FILE = "gateway-client.secret"  # noqa: S105 - a file name
+
+
 def upgrade_schema() -> None:
-    """Create or upgrade the schema to the newest migration, then the audit chain's tip."""
+    """Create or upgrade the schema to the newest migration, the audit chain's tip, the
+    token-signing keys and the gateway's client registration."""
     flask_migrate.upgrade()
     audit.ensure_head()
+    keys.ensure_keys()
+    ensure_gateway_client(runtime().settings)
+
+
+def ensure_gateway_client(settings: Settings) -> None:
+    """Register the gateway as a first-party confidential client. Its secret is kept sealed
+    in the keys folder, where the gateway (and only it) reads it."""
+    secret_file = settings.keys_dir / GATEWAY_SECRET_FILE
+    client = clients.get(GATEWAY_CLIENT_ID)
+    gateway = settings.gateway_url.rstrip("/")
+    if client is None:
+        secret = clients.create_client(
+            "Bascule gateway",
+            [gateway + "/_bascule/callback"],
+            first_party=True,
+            post_logout_redirect_uris=[gateway + "/"],
+            client_id=GATEWAY_CLIENT_ID,
+        ).secret
+    elif not secret_file.exists():
+        secret = clients.new_secret(client, actor=audit.ANONYMOUS, origin=CLI)
+    else:
+        return
+    assert secret is not None
+    sealed = runtime().keyring.seal(secret.encode(), GATEWAY_SECRET_FILE)
+    secret_file.write_text(sealed + "\n")
+    secret_file.chmod(0o600)
+    db.session.commit()
 
 
 def is_empty() -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +23,15 @@ USER_INDEX_PREFIX = "usess:"
 # Writing last-seen on every request would double the store traffic; a minute of slack on a
 # 30-minute idle timeout is harmless.
 TOUCH_INTERVAL_SECONDS = 60
+
+# Called with (sid, uid) after a session ends, whatever ended it: the OIDC provider sends
+# back-channel logouts from here. A listener must not raise.
+_end_listeners: list[Callable[[str, str | None], None]] = []
+
+
+def on_end(listener: Callable[[str, str | None], None]) -> None:
+    if listener not in _end_listeners:
+        _end_listeners.append(listener)
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,8 @@ def destroy(store: Store, sid: str, uid: str | None) -> None:
     store.delete(SESSION_PREFIX + sid)
     if uid:
         store.srem(USER_INDEX_PREFIX + uid, sid)
+        for listener in _end_listeners:
+            listener(sid, uid)
 
 
 @dataclass(frozen=True)

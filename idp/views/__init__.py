@@ -4,7 +4,18 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from idp.views import account, admin, api, auth, health, mfa_account, mfa_login, password_links
+    from idp.views import (
+        account,
+        admin,
+        api,
+        auth,
+        health,
+        mfa_account,
+        mfa_login,
+        oidc,
+        password_links,
+    )
 
-    for module in (auth, mfa_login, password_links, account, mfa_account, admin, health, api):
+    modules = (auth, mfa_login, password_links, account, mfa_account, admin, health, api, oidc)
+    for module in modules:
         app.register_blueprint(module.bp)

@@ -35,7 +35,9 @@ def login_form() -> str | BaseResponse:
     user = current_user()
     if user is not None:
         return redirect_to_next(_next_for(requested, server_session().record.org_id))
-    return render_template("idp/login.html", next=requested, email="")
+    # An OIDC client's login_hint arrives as ?email=: a prefill, nothing more.
+    hint = "".join(ch for ch in request.args.get("email", "")[:254] if ch.isprintable())
+    return render_template("idp/login.html", next=requested, email=hint)
 
 
 @bp.post("/login")

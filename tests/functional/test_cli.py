@@ -456,9 +456,14 @@ def test_audit_export_jsonl(acme: Cli) -> None:
     lines = acme.ok("audit", "export", "--format", "jsonl").splitlines()
     events = [json.loads(line) for line in lines]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    assert [e["event"] for e in events] == ["org.create", "member.invite", "member.role_change"]
-    assert events[1]["target"] == "bob@acme.test"
-    assert events[1]["user_agent"] == "bascule-cli"
+    assert [e["event"] for e in events] == [
+        "oidc.client.create",  # init registers the gateway
+        "org.create",
+        "member.invite",
+        "member.role_change",
+    ]
+    assert events[2]["target"] == "bob@acme.test"
+    assert events[2]["user_agent"] == "bascule-cli"
     assert events[0]["prev_hash"] == "0" * 64
     for before, after in pairwise(events):
         assert after["prev_hash"] == before["hash"]
@@ -469,11 +474,11 @@ def test_audit_export_since(acme: Cli) -> None:
     acme.ok("orgs", "create", "globex")
     acme.ok("orgs", "create", "initech")
     events = _audit_events(acme)
-    assert len(events) == 4
-    third = events[2]
-    since = _audit_events(acme, "--since", third["time"])
-    assert [e["seq"] for e in since] == [3, 4]
-    assert since[0] == third
+    assert len(events) == 5
+    fourth = events[3]
+    since = _audit_events(acme, "--since", fourth["time"])
+    assert [e["seq"] for e in since] == [4, 5]
+    assert since[0] == fourth
     assert _audit_events(acme, "--since", "2000-01-01") == events
     assert acme.ok("audit", "export", "--since", "2999-01-01T00:00Z") == ""
     result = acme.run("audit", "export", "--since", "last tuesday")
@@ -484,10 +489,10 @@ def test_audit_export_since(acme: Cli) -> None:
 
 def test_audit_verify_on_an_intact_chain(acme: Cli) -> None:
     out = acme.ok("audit", "verify")
-    assert out.strip() == "Audit chain intact: 2 event(s) verified."
+    assert out.strip() == "Audit chain intact: 3 event(s) verified."
     assert acme.json("audit", "verify") == {
         "ok": True,
-        "checked": 2,
+        "checked": 3,
         "first_bad_seq": None,
         "problem": None,
     }
@@ -495,30 +500,34 @@ def test_audit_verify_on_an_intact_chain(acme: Cli) -> None:
 
 def test_audit_verify_finds_an_edited_row(any_cli: Cli) -> None:
     cli = any_cli
+    base = cli.json("audit", "verify")["checked"]  # what setting up the instance recorded
     cli.ok("orgs", "create", "acme")
     cli.ok("users", "create", "bob@acme.test", "--org", "acme", "--password-stdin", stdin=STRONG)
     cli.ok("users", "create", "eve@acme.test", "--org", "acme", "--password-stdin", stdin=STRONG)
     cli.ok("users", "set-role", "eve@acme.test", "owner", "--org", "acme")
     cli.ok("sessions", "revoke", "--user", "eve@acme.test")
-    assert cli.json("audit", "verify")["checked"] == 5
+    assert cli.json("audit", "verify")["checked"] == base + 5
+    edited = base + 4
 
     # Someone with database access hides that eve was made an owner.
     cli.sql(
-        "UPDATE audit_events SET target = 'bob@acme.test' WHERE seq = 4 AND event = :event",
+        "UPDATE audit_events SET target = 'bob@acme.test' WHERE seq = :seq AND event = :event",
+        seq=edited,
         event="member.role_change",
     )
     result = cli.run("audit", "verify")
     assert result.exit_code == 1
     assert result.stdout.strip() == (
-        "Audit chain BROKEN at event 4: row content was changed (3 event(s) before it verified)."
+        f"Audit chain BROKEN at event {edited}: row content was changed "
+        f"({edited - 1} event(s) before it verified)."
     )
     assert "Traceback" not in result.stderr
     result = cli.run("audit", "verify", "--json")
     assert result.exit_code == 1
     assert json.loads(result.stdout) == {
         "ok": False,
-        "checked": 3,
-        "first_bad_seq": 4,
+        "checked": edited - 1,
+        "first_bad_seq": edited,
         "problem": "row content was changed",
     }
 
@@ -528,7 +537,7 @@ def test_audit_verify_finds_a_rewritten_chain_and_a_deleted_row(acme: Cli) -> No
     acme.ok("orgs", "create", "initech")
     # Recomputing the edited row's own hash is not enough: the next row still points at the old.
     rows = acme.sql("SELECT seq, hash FROM audit_events ORDER BY seq")
-    assert [seq for seq, _ in rows] == [1, 2, 3, 4]
+    assert [seq for seq, _ in rows] == [1, 2, 3, 4, 5]
     acme.sql("UPDATE audit_events SET hash = :h WHERE seq = 2", h="f" * 64)
     verdict = acme.run("audit", "verify", "--json")
     assert verdict.exit_code == 1

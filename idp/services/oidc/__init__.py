@@ -1,0 +1,1 @@
+"""The OpenID Connect provider: clients, keys, tokens, consent and logout."""
