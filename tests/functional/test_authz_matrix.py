@@ -202,7 +202,8 @@ CLI_COMMANDS: dict[str, str] = dict.fromkeys(
     [
         "init", "serve", "orgs create", "users create", "users set-role", "users disable",
         "users enable", "sessions revoke", "roles create", "roles grant", "roles revoke",
-        "tokens create", "tokens revoke", "audit export", "audit verify",
+        "tokens create", "tokens revoke", "audit export", "audit verify", "clients create",
+        "clients list", "clients reset-secret", "clients delete", "keys rotate",
     ],
     "operator",
 )  # fmt: skip

@@ -573,3 +573,71 @@ def test_bad_configuration_is_one_clear_line(cli: Cli, monkeypatch) -> None:  # 
     monkeypatch.setenv("BASCULE_BCRYPT_ROUNDS", "three")
     message = cli.fails("orgs", "create", "acme")
     assert message.startswith("configuration: BASCULE_BCRYPT_ROUNDS='three'")
+
+
+# --- OpenID Connect clients and keys ----------------------------------------------------------
+
+
+def test_clients_create_prints_the_secret_once_and_stores_a_hash(cli: Cli) -> None:
+    created = cli.json(
+        "clients", "create", "--name", "Wiki", "--redirect-uri", "https://wiki.example/cb",
+        "--post-logout-redirect-uri", "https://wiki.example/", "--json",
+    )  # fmt: skip
+    assert created["type"] == "confidential"
+    assert created["redirect_uris"] == ["https://wiki.example/cb"]
+    secret = created["client_secret"]
+    stored = cli.sql("SELECT secret_hash FROM oauth_clients WHERE id = :i", i=created["client_id"])
+    assert stored[0][0] not in (None, secret) and secret not in stored[0][0]
+    listed = cli.json("clients", "list", "--json")
+    assert secret not in json.dumps(listed)
+    assert all("client_secret" not in c for c in listed)
+    assert {c["client_id"] for c in listed} >= {created["client_id"], "bascule-gateway"}
+
+    renewed = cli.json("clients", "reset-secret", created["client_id"], "--json")
+    assert renewed["client_secret"] != secret
+    assert cli.ok("clients", "delete", created["client_id"]).startswith("Deleted client")
+    assert "No client" in cli.fails("clients", "delete", created["client_id"])
+
+
+def test_public_client_gets_no_secret(cli: Cli) -> None:
+    out = cli.ok(
+        "clients", "create", "--name", "SPA", "--public", "--redirect-uri", "https://spa.example/cb"
+    )
+    assert "client_id:" in out and "client_secret" not in out
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("https://app.example/cb#frag", "must not have a fragment"),
+        ("javascript:alert(1)", "absolute http(s) URL"),
+        ("https://user:pw@app.example/cb", "must not carry credentials"),
+    ],
+)
+def test_clients_create_refuses_unsafe_redirect_uris(cli: Cli, uri: str, message: str) -> None:
+    assert message in cli.fails("clients", "create", "--name", "Bad", "--redirect-uri", uri)
+
+
+def test_keys_rotate_keeps_old_keys_working(cli: Cli) -> None:
+    before = {kid for (kid,) in cli.sql("SELECT kid FROM oauth_signing_keys")}
+    rotated = cli.json("keys", "rotate", "--signing", "--data", "--json")
+    assert len(rotated["signing_keys"]) == 2
+    rows = cli.sql("SELECT kid, retired_at FROM oauth_signing_keys")
+    assert {kid for kid, retired in rows if retired is None} == set(rotated["signing_keys"])
+    assert {kid for kid, retired in rows if retired is not None} == before
+    # Private keys sealed under the old data key still unseal with the new one current.
+    with app_context_for(cli) as app, app.test_client() as client:
+        published = {key["kid"] for key in client.get("/oauth2/jwks").get_json()["keys"]}
+    assert published == before | set(rotated["signing_keys"])
+    assert "say which" in cli.run("keys", "rotate").stderr
+
+
+@contextmanager
+def app_context_for(cli: Cli) -> Iterator[Any]:
+    flask_app = create_app(config.load(), dev_warning=False)
+    with flask_app.app_context():
+        try:
+            yield flask_app
+        finally:
+            db.session.remove()
+            db.engine.dispose()
