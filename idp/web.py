@@ -17,12 +17,13 @@ from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAll
 from idp.config import Settings
 from idp.services.authz import Forbidden
 from idp.services.errors import NotFound, ServiceError
+from idp.views._helpers import form_targets
 
 log = logging.getLogger("bascule.idp")
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "object-src 'none'; base-uri 'none'; form-action 'self'{targets}; frame-ancestors 'none'"
 )
 
 MESSAGES = {
@@ -48,7 +49,11 @@ def install_web_security(app: Flask, settings: Settings) -> None:
     @app.after_request
     def security_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CSP)
+        if "Content-Security-Policy" not in headers:
+            # Forms live only on HTML pages; only there may they lead elsewhere.
+            html = response.mimetype == "text/html"
+            targets = "".join(f" {t}" for t in sorted(form_targets())) if html else ""
+            headers["Content-Security-Policy"] = CSP.format(targets=targets)
         headers["X-Content-Type-Options"] = "nosniff"
         headers["X-Frame-Options"] = "DENY"
         headers["Referrer-Policy"] = "same-origin"

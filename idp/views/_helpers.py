@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, cast
+from urllib.parse import urlsplit
 
-from flask import abort, redirect, request, session, url_for
+from flask import abort, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
+from idp.common.redirects import MAX_TARGET
 from idp.extensions import db
 from idp.models import Organisation, User
+from idp.runtime import runtime
+from idp.services import login_state
 from idp.services.audit import Actor, Origin
 from idp.services.authz import Principal
+from idp.services.oidc import clients
 from idp.session_interface import ServerSession
 
 
@@ -30,6 +35,25 @@ def current_user() -> User | None:
         server_session().destroy()
         return None
     return user
+
+
+def form_targets() -> set[str]:
+    """Origins this page's forms may lead to through redirects (Chromium applies the CSP
+    ``form-action`` to every hop): where a sign-in in progress returns to afterwards."""
+    targets: set[str] = set(g.get("form_targets", ()))
+    pending = session.get(login_state.SESSION_KEY) or {}
+    for next_url in (request.values.get("next"), pending.get("next_url")):
+        if next_url:
+            origin = clients.form_target(str(next_url)[:MAX_TARGET], runtime().settings.issuer)
+            if origin:
+                targets.add(origin)
+    return targets
+
+
+def allow_form_target(url: str) -> None:
+    """Let this page's forms end at ``url``'s origin (e.g. the consent form's redirect URI)."""
+    parts = urlsplit(url)
+    g.form_targets = {*g.get("form_targets", ()), f"{parts.scheme}://{parts.netloc}"}
 
 
 def principal_for(user: User) -> Principal | None:

@@ -10,6 +10,8 @@ from idp.models import User
 from idp.runtime import runtime
 from idp.services import active_org, audit, credentials, passwords, sessions, users
 from idp.services.errors import ServiceError
+from idp.services.oidc import consent
+from idp.services.oidc.claims import SCOPE_TEXT
 from idp.views._context import credentials_context
 from idp.views._helpers import actor, field, login_required, origin, redirect_to, server_session
 from idp.views._mfa import org_limits, reauth_needed
@@ -106,6 +108,22 @@ def revoke_other_sessions(user: User) -> Response:
         details={"count": ended},
     )
     return redirect_to("account.list_sessions")
+
+
+@bp.get("/apps")
+@login_required
+def list_apps(user: User) -> str:
+    """Applications the user allowed to sign them in, and what each may see."""
+    return render_template(
+        "idp/apps.html", user=user, given=consent.given_by(user), scope_text=SCOPE_TEXT
+    )
+
+
+@bp.post("/apps/<client_id>/revoke")
+@login_required
+def revoke_app(user: User, client_id: str) -> Response:
+    consent.revoke(user, client_id[:64], origin())
+    return redirect_to("account.list_apps")
 
 
 def _overview_page(user: User, error: str | None = None, tips: list[str] | None = None) -> str:

@@ -19,7 +19,7 @@ from idp.services.oidc import authorize, claims, consent, keys, logout, tokens
 from idp.services.oidc.authorize import Step
 from idp.services.oidc.server import CONFIDENTIAL_AUTH_METHODS, TOKEN_AUTH_METHODS, Server
 from idp.services.oidc.tokens import Subject
-from idp.views._helpers import actor, current_user, origin, server_session
+from idp.views._helpers import actor, allow_form_target, current_user, origin, server_session
 
 bp = Blueprint("oidc", __name__)
 
@@ -30,13 +30,6 @@ CARRIED = (
     "max_age", "login_hint", "code_challenge", "code_challenge_method", "response_mode",
     "ui_locales", "acr_values",
 )  # fmt: skip
-SCOPE_TEXT = {
-    "openid": "Confirm who you are",
-    "profile": "Your name",
-    "email": "Your email address",
-    "offline_access": "Stay connected while you are away (refresh without signing in)",
-    "permissions": "Your organisation and your permissions in it",
-}
 
 
 def oidc_server() -> Server:
@@ -153,10 +146,11 @@ def _authorize(consented: bool, answered: bool = False) -> BaseResponse | tuple[
         session[authorize.REAUTH_MARKER] = now
         return _redirect(url_for("mfa_login.reauth", next=_resume_url()))
     if outcome.step is Step.CONSENT:
+        allow_form_target(redirect_uri)
         return render_template(
             "idp/oidc/consent.html",
             client=client,
-            scopes=[(s, SCOPE_TEXT.get(s, s)) for s in scope.split()],
+            scopes=[(s, claims.SCOPE_TEXT.get(s, s)) for s in scope.split()],
             params=_carried(),
             user=user,
         )

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.browser.support import chromium, new_tab, shot
+from tests.browser.support import chromium, fill_sign_in, new_tab, shot
 from tests.support import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, make_user
 
 pytestmark = pytest.mark.browser
@@ -42,12 +42,6 @@ def devices(base_url: str) -> Iterator[Callable[..., Page]]:
 @pytest.fixture
 def page(devices: Callable[..., Page]) -> Page:
     return devices()
-
-
-def fill_sign_in(page: Page, email: str, password: str) -> None:
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def fill_password_change(page: Page, current: str, new: str, again: str) -> None:

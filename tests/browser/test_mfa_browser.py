@@ -21,7 +21,7 @@ from idp.config import Settings
 from idp.extensions import db
 from idp.models import WebAuthnCredential
 from idp.services import sessions, users
-from tests.browser.support import chromium, new_tab, shot
+from tests.browser.support import chromium, fill_sign_in, new_tab, shot
 from tests.mfa_support import oathtool
 from tests.support import STRONG_PASSWORD, make_user
 
@@ -79,11 +79,9 @@ def tab(base_url: str) -> Iterator[tuple[Page, Callable[[str, Any], Any]]]:
         yield page, send
 
 
-def fill_sign_in(page: Page, email: str, password: str) -> None:
+def sign_in_at_login_page(page: Page, email: str, password: str) -> None:
     page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    fill_sign_in(page, email, password)
 
 
 def sign_out(page: Page) -> None:
@@ -121,7 +119,7 @@ def test_register_a_security_key_then_sign_in_with_password_and_key(  # type: ig
 ) -> None:
     page, send = tab
     make_user(app)
-    fill_sign_in(page, JANE, STRONG_PASSWORD)
+    sign_in_at_login_page(page, JANE, STRONG_PASSWORD)
     expect(page).to_have_url("/account")
     register_security_key(page, "YubiKey on my keyring")
     row = page.locator("table.keys tbody tr")
@@ -134,7 +132,7 @@ def test_register_a_security_key_then_sign_in_with_password_and_key(  # type: ig
     count_after_registration = credential["signCount"]
 
     sign_out(page)
-    fill_sign_in(page, JANE, STRONG_PASSWORD)
+    sign_in_at_login_page(page, JANE, STRONG_PASSWORD)
     expect(page).to_have_url("/login/2fa")
     expect(page.get_by_role("heading", name="One more step")).to_be_visible()
     expect(page.get_by_label("Recovery code")).to_be_visible()  # keys only: codes as fallback
@@ -155,7 +153,7 @@ def test_register_a_security_key_then_sign_in_with_password_and_key(  # type: ig
 def test_sign_in_with_a_passkey_alone(app, tab) -> None:  # type: ignore[no-untyped-def]
     page, send = tab
     make_user(app)
-    fill_sign_in(page, JANE, STRONG_PASSWORD)
+    sign_in_at_login_page(page, JANE, STRONG_PASSWORD)
     register_security_key(page, "Laptop passkey")
     [credential] = send("WebAuthn.getCredentials")["credentials"]
     assert credential["isResidentCredential"]  # a passkey: the key knows the account
@@ -177,7 +175,7 @@ def test_authenticator_app_page_qr_decodes_and_turns_on(  # type: ignore[no-unty
 ) -> None:
     page, _ = tab
     make_user(app)
-    fill_sign_in(page, JANE, STRONG_PASSWORD)
+    sign_in_at_login_page(page, JANE, STRONG_PASSWORD)
     page.goto("/account/2fa")
     page.get_by_role("link", name="Set up an authenticator app").click()
     expect(page).to_have_url("/account/2fa/totp")
@@ -217,7 +215,7 @@ def test_authenticator_app_page_qr_decodes_and_turns_on(  # type: ignore[no-unty
 
     sign_out(page)
     clock.advance(30)
-    fill_sign_in(page, JANE, STRONG_PASSWORD)
+    sign_in_at_login_page(page, JANE, STRONG_PASSWORD)
     expect(page).to_have_url("/login/2fa")
     page.get_by_label("Code from your authenticator app").fill(oathtool(secret, clock()))
     shot(page, "mfa-second-step-app")
@@ -233,7 +231,7 @@ def test_forced_enrolment_page(app, tab) -> None:  # type: ignore[no-untyped-def
 
     orgs.get("acme").mfa_policy = "everyone"
     db.session.commit()
-    fill_sign_in(page, JANE, STRONG_PASSWORD)
+    sign_in_at_login_page(page, JANE, STRONG_PASSWORD)
     expect(page).to_have_url("/login/2fa/setup")
     expect(page.get_by_role("heading", name="Set up two-factor authentication")).to_be_visible()
     shot(page, "mfa-forced-enrolment")

@@ -15,6 +15,14 @@ CLAIMS = (
     "sub", "name", "preferred_username", "email", "email_verified", "org", "permissions",
     "auth_time", "amr", "acr", "sid",
 )  # fmt: skip
+# What each scope lets an application see, in the words of the consent page.
+SCOPE_TEXT = {
+    "openid": "Confirm who you are",
+    "profile": "Your name",
+    "email": "Your email address",
+    "offline_access": "Stay connected while you are away (refresh without signing in)",
+    "permissions": "Your organisation and your permissions in it",
+}
 # Authentication context classes (acr): one factor, or several.
 ACR_SINGLE = "1"
 ACR_MULTI = "2"

@@ -11,7 +11,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import select
 
@@ -150,6 +150,27 @@ def require(client_id: str) -> OAuthClient:
     if client is None:
         raise NotFound(f"No client {client_id!r}.")
     return client
+
+
+def form_target(next_url: str, issuer: str) -> str | None:
+    """The origin a sign-in form may end up at after its redirects, for the page's CSP
+    ``form-action``: the client's redirect URI when ``next_url`` resumes an authorization
+    request of ours (only if registered for that client), or ``next_url``'s own origin."""
+    try:
+        parts = urlsplit(next_url)
+    except ValueError:
+        return None
+    if parts.netloc and f"{parts.scheme}://{parts.netloc}" != issuer:
+        return f"{parts.scheme}://{parts.netloc}"
+    if parts.path != "/oauth2/authorize":
+        return None
+    query = parse_qs(parts.query)
+    client = get((query.get("client_id") or [""])[0])
+    redirect_uri = (query.get("redirect_uri") or [""])[0]
+    if client is None or redirect_uri not in client.redirect_uris:
+        return None
+    target = urlsplit(redirect_uri)
+    return f"{target.scheme}://{target.netloc}"
 
 
 def all_clients() -> list[OAuthClient]:
