@@ -76,6 +76,7 @@ def create_app(
         n = settings.trusted_proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
+    from idp.services import permission_cache
     from idp.services.oidc import logout, server
     from idp.templating import install_template_helpers
     from idp.views import register_blueprints
@@ -84,6 +85,7 @@ def create_app(
 
     app.extensions["bascule_oidc"] = server.build(app, origin)
     logout.install()
+    permission_cache.install()
     register_blueprints(app)
     install_template_helpers(app, settings)
     install_web_security(app, settings)
