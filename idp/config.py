@@ -70,6 +70,9 @@ class Settings:
     data_key: str | None = None
     bcrypt_rounds: int = 12
     gateway_policy: Path | None = None
+    # Where the gateway sends requests, overriding the policy's [upstream] url (``bascule
+    # serve`` points the bundled demo policy at the messaging app it runs).
+    upstream_url: str | None = None
     dev: bool | None = None
     smtp_url: str | None = None
     mail_from: str = "Bascule <no-reply@localhost>"
@@ -107,6 +110,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "data_key": _optional_str,
     "bcrypt_rounds": _int_between(4, 31),
     "gateway_policy": _path,
+    "upstream_url": _url,
     "dev": _bool,
     "smtp_url": _optional_str,
     "mail_from": str,

@@ -24,7 +24,7 @@ def imports_of(package: str) -> list[tuple[Path, str]]:
 @pytest.mark.parametrize(
     ("package", "forbidden", "allowed"),
     [
-        ("gateway", ("idp",), ("idp.common",)),
+        ("gateway", ("idp",), ("idp.common", "idp.config")),
         ("idp/common", ("idp", "flask"), ("idp.common",)),
         ("idp/services", ("idp.views", "idp.app", "idp.cli", "idp.web"), ()),
         ("idp/models", ("idp.services", "idp.views", "idp.app"), ()),
@@ -38,6 +38,17 @@ def test_layer_imports(package: str, forbidden: tuple[str, ...], allowed: tuple[
         and not any(module == a or module.startswith(a + ".") for a in allowed)
     ]
     assert bad == []
+
+
+def test_config_stands_alone() -> None:
+    """The gateway reads the same settings as the IdP, so idp/config.py imports no IdP code."""
+    tree = ast.parse((ROOT / "idp" / "config.py").read_text())
+    imported = [
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    ]
+    assert [m for m in imported if m.split(".")[0] in {"idp", "flask", "gateway"}] == []
 
 
 def test_services_never_touch_the_request() -> None:

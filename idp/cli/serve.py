@@ -35,27 +35,49 @@ def serve(idp_bind: str, gateway_bind: str, upstream_bind: str, workers: int) ->
             owner = bootstrap.ensure_owner(current, bootstrap.DEMO_OWNER, bootstrap.DEMO_ORG)
             click.secho("New instance: created the demo organisation and its owner.", bold=True)
             click.echo(describe_owner(owner, current.issuer))
-    servers = {
-        "IdP": (idp_bind, "idp.app:create_app()"),
-        "gateway": (gateway_bind, "gateway.app:create_app()"),
-    }
-    children = [_gunicorn(bind, target, workers) for bind, target in servers.values()]
-    for name, (bind, _) in servers.items():
-        click.echo(f"{name:8} http://{bind}")
-    click.echo(f"Sign in at {current.issuer}/login  (Ctrl-C stops everything)")
-    # The bundled messaging app (--upstream-bind) arrives with the gateway; nothing to run yet.
+    children = [_gunicorn(idp_bind, "idp.app:create_app()", workers)]
+    gateway_env = {}
+    if current.gateway_policy is None:  # the demo policy: run the app it describes
+        data = current.instance_dir.resolve() / "messaging.db"
+        app = f"create_app({current.issuer!r}, {current.gateway_url!r}, data_path={str(data)!r})"
+        children.append(_gunicorn(upstream_bind, f"examples.messaging.app:{app}", workers))
+        gateway_env["BASCULE_UPSTREAM_URL"] = f"http://{upstream_bind}"
+        click.echo(
+            f"{'app':8} http://{upstream_bind}  (the demo messaging app, behind the gateway)"
+        )
+    children.append(
+        _gunicorn(gateway_bind, "gateway.app:create_app()", workers, GATEWAY_WORKER, gateway_env)
+    )
+    click.echo(f"{'IdP':8} http://{idp_bind}")
+    click.echo(f"{'gateway':8} http://{gateway_bind}")
+    click.echo(f"Sign in at {current.issuer}/login, or open the app through the gateway at")
+    click.echo(f"{current.gateway_url}/  (Ctrl-C stops everything)")
     _wait(children)
 
 
-def _gunicorn(bind: str, target: str, workers: int) -> subprocess.Popen[bytes]:
+GATEWAY_WORKER = "aiohttp.GunicornWebWorker"
+
+
+def _gunicorn(
+    bind: str,
+    target: str,
+    workers: int,
+    worker_class: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers)]
+    if worker_class:
+        command += ["--worker-class", worker_class]
     # No control socket: gunicorn's default is one fixed path under $HOME, which our two
     # servers (and any other instance on the machine) would fight over.
     command += ["--access-logfile", "-", "--graceful-timeout", "5", "--no-control-socket", target]
     # Its own session: Ctrl-C in the terminal reaches only `bascule serve`, which then stops the
     # servers gracefully (SIGTERM lets in-flight requests finish; gunicorn's SIGINT does not).
     return subprocess.Popen(  # noqa: S603 -- our own argv
-        command, env=os.environ.copy(), start_new_session=True, preexec_fn=_die_with_parent
+        command,
+        env={**os.environ, **(extra_env or {})},
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import flask_migrate
 from sqlalchemy import func, select
 
+from idp.common import gateway_key
 from idp.config import Settings
 from idp.extensions import db
 from idp.models import User
@@ -37,6 +38,7 @@ def upgrade_schema() -> None:
     flask_migrate.upgrade()
     audit.ensure_head()
     keys.ensure_keys()
+    gateway_key.ensure(runtime().settings.keys_dir, runtime().keyring)
     ensure_gateway_client(runtime().settings)
 
 

@@ -13,12 +13,11 @@ import hashlib
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
 
+from idp.common.session_record import SESSION_PREFIX, Limits, SessionRecord
 from idp.common.store import Store
 
-SESSION_PREFIX = "sess:"
 USER_INDEX_PREFIX = "usess:"
 # Writing last-seen on every request would double the store traffic; a minute of slack on a
 # 30-minute idle timeout is harmless.
@@ -32,51 +31,6 @@ _end_listeners: list[Callable[[str, str | None], None]] = []
 def on_end(listener: Callable[[str, str | None], None]) -> None:
     if listener not in _end_listeners:
         _end_listeners.append(listener)
-
-
-@dataclass(frozen=True)
-class Limits:
-    idle_seconds: int
-    absolute_seconds: int
-
-
-@dataclass
-class SessionRecord:
-    """What the store keeps for one browser session."""
-
-    created: float
-    last_seen: float
-    ip: str | None = None
-    user_agent: str | None = None
-    uid: str | None = None
-    org_id: str | None = None
-    auth_time: float | None = None
-    amr: list[str] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-    # Tighter limits set by the organisation at sign-in (None: the instance's).
-    idle_seconds: int | None = None
-    absolute_seconds: int | None = None
-
-    def limits(self, instance: Limits) -> Limits:
-        """The limits in force: the instance's, tightened by the session's own."""
-        return Limits(
-            min(instance.idle_seconds, self.idle_seconds or instance.idle_seconds),
-            min(instance.absolute_seconds, self.absolute_seconds or instance.absolute_seconds),
-        )
-
-    def expired(self, now: float, instance: Limits) -> bool:
-        limits = self.limits(instance)
-        return (
-            now - self.last_seen > limits.idle_seconds
-            or now - self.created > limits.absolute_seconds
-        )
-
-    def ttl(self, now: float, instance: Limits) -> float:
-        limits = self.limits(instance)
-        return max(
-            1.0,
-            min(self.last_seen + limits.idle_seconds, self.created + limits.absolute_seconds) - now,
-        )
 
 
 def new_token() -> str:

@@ -9,6 +9,7 @@ def register_blueprints(app: Flask) -> None:
         admin,
         api,
         auth,
+        gateway_api,
         health,
         mfa_account,
         mfa_login,
@@ -16,6 +17,9 @@ def register_blueprints(app: Flask) -> None:
         password_links,
     )
 
-    modules = (auth, mfa_login, password_links, account, mfa_account, admin, health, api, oidc)
+    modules = (
+        auth, mfa_login, password_links, account, mfa_account, admin, health, api, oidc,
+        gateway_api,
+    )  # fmt: skip
     for module in modules:
         app.register_blueprint(module.bp)

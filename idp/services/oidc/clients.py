@@ -47,7 +47,10 @@ def check_secret(client: OAuthClient, secret: str | None) -> bool:
 
 def _check_uri(uri: str, allow_http: bool, what: str) -> str:
     """Registered URIs are matched exactly later, so refuse now what could never be safe."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # "https://[::1" and the like
+        raise ServiceError(f"{what} is not a valid URL: {uri}") from None
     if parts.fragment or "#" in uri:
         raise ServiceError(f"{what} must not have a fragment: {uri}")
     if parts.scheme not in {"https", "http"} or not parts.netloc:
@@ -139,6 +142,14 @@ def create_client(
     return Created(client, secret)
 
 
+def authenticate_first_party(client_id: str, secret: str) -> OAuthClient | None:
+    """A first-party confidential client proving itself (the gateway's internal calls)."""
+    client = get(client_id)
+    if client is None or not client.first_party or not check_secret(client, secret):
+        return None
+    return client
+
+
 def get(client_id: str | None) -> OAuthClient | None:
     if not client_id or len(client_id) > 64:
         return None
@@ -177,18 +188,108 @@ def all_clients() -> list[OAuthClient]:
     return list(db.session.scalars(select(OAuthClient).order_by(OAuthClient.name)))
 
 
-def new_secret(client: OAuthClient, *, actor: Actor, origin: Origin) -> str:
+def new_secret(
+    client: OAuthClient, *, actor: Actor, origin: Origin, now: float | None = None
+) -> str:
     """Replace a confidential client's secret; the old one stops working at once."""
     if not client.auth_method.startswith("client_secret"):
         raise ServiceError("This client does not authenticate with a secret.")
     secret = secrets.token_urlsafe(32)
     client.secret_hash = secret_digest(secret)
-    audit.record("oidc.client.secret_reset", actor=actor, target=client.id, origin=origin)
+    audit.record(
+        "oidc.client.secret_reset",
+        actor=actor,
+        org_id=client.org_id,
+        target=client.id,
+        origin=origin,
+        now=now,
+    )
     return secret
 
 
-def delete(client: OAuthClient, *, actor: Actor, origin: Origin) -> None:
+@dataclass(frozen=True)
+class Changes:
+    """What an update sets; None leaves a field as it is, "" clears the back-channel URI."""
+
+    name: str | None = None
+    redirect_uris: list[str] | None = None
+    post_logout_redirect_uris: list[str] | None = None
+    backchannel_logout_uri: str | None = None
+
+
+def update(
+    client: OAuthClient,
+    changes: Changes,
+    *,
+    actor: Actor,
+    origin: Origin,
+    now: float | None = None,
+) -> OAuthClient:
+    """Change a client's name and registered URIs, checked as at creation; audited with what
+    changed, before and after. Nothing is written when a value is refused."""
+    allow_http = runtime().settings.is_dev
+    after: dict[str, Any] = {}
+    if changes.name is not None:
+        after["name"] = changes.name.strip()[:100]
+        if not after["name"]:
+            raise ServiceError("A client needs a name.")
+    for field, what in (
+        ("redirect_uris", "redirect_uri"),
+        ("post_logout_redirect_uris", "post_logout_redirect_uri"),
+    ):
+        uris: list[str] | None = getattr(changes, field)
+        if uris is None:
+            continue
+        if len(uris) > MAX_URIS:
+            raise ServiceError(f"A client may register at most {MAX_URIS} of {field}.")
+        after[field] = [_check_uri(u, allow_http, what) for u in uris]
+    if not after.get("redirect_uris", True) and "authorization_code" in client.grant_types:
+        raise ServiceError("A client using the authorization code flow needs a redirect_uri.")
+    if changes.backchannel_logout_uri is not None:
+        uri = changes.backchannel_logout_uri
+        after["backchannel_logout_uri"] = (
+            _check_uri(uri, allow_http, "backchannel_logout_uri") if uri else None
+        )
+    before = {name: getattr(client, name) for name in after}
+    changed = {name for name in after if after[name] != before[name]}
+    for name in changed:
+        setattr(client, name, after[name])
+    if changed:
+        audit.record(
+            "oidc.client.update",
+            actor=actor,
+            org_id=client.org_id,
+            target=client.id,
+            origin=origin,
+            details={
+                "before": {n: before[n] for n in sorted(changed)},
+                "after": {n: after[n] for n in sorted(changed)},
+            },
+            now=now,
+        )
+    return client
+
+
+def delete(client: OAuthClient, *, actor: Actor, origin: Origin, now: float | None = None) -> None:
     """Delete a client with everything issued to it (codes, grants, consents cascade)."""
-    client_id = client.id
+    client_id, org_id = client.id, client.org_id
     db.session.delete(client)
-    audit.record("oidc.client.delete", actor=actor, target=client_id, origin=origin)
+    audit.record(
+        "oidc.client.delete", actor=actor, org_id=org_id, target=client_id, origin=origin, now=now
+    )
+
+
+def describe(client: OAuthClient) -> dict[str, Any]:
+    """A client as the CLI's ``--json`` and the admin API show it (never its secret)."""
+    return {
+        "client_id": client.id,
+        "name": client.name,
+        "type": "public" if client.is_public else "confidential",
+        "auth_method": client.auth_method,
+        "first_party": client.first_party,
+        "redirect_uris": client.redirect_uris,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "grant_types": client.grant_types,
+        "id_token_signed_response_alg": client.id_token_alg,
+    }

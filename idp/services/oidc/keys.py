@@ -17,7 +17,7 @@ from typing import Any
 from joserfc import jwk
 from sqlalchemy import select
 
-from idp.common import signing
+from idp.common import gateway_key, signing
 from idp.common.signing import Signer
 from idp.extensions import db
 from idp.models.oidc import SigningKey
@@ -69,6 +69,7 @@ def rotate(*, actor: Actor = audit.ANONYMOUS, origin: Origin = audit.CLI) -> lis
         key.retire_after = now + PUBLISH_AFTER_RETIREMENT
         retired.append(key.kid)
     new = [_add(alg).kid for alg in signing.ALGORITHMS]
+    new.append(gateway_key.rotate(runtime().settings.keys_dir, runtime().keyring))
     audit.record(
         "oidc.keys.rotate",
         actor=actor,
@@ -132,7 +133,9 @@ def _load() -> _Loaded:
     }
     if set(signers) != set(signing.ALGORITHMS):
         raise RuntimeError("No signing keys: run `bascule init` (or `bascule keys rotate`).")
-    jwks = {"keys": [key.public_jwk for key in keys]}
+    settings = runtime().settings
+    gateway = gateway_key.public_keys(settings.keys_dir)
+    jwks = {"keys": [key.public_jwk for key in keys] + gateway}
     return _Loaded(signers, jwks, signing.key_set(jwks), time.monotonic())
 
 

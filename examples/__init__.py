@@ -1,0 +1,1 @@
+"""Applications that use Bascule from the outside: they import nothing of ``idp`` or ``gateway``."""

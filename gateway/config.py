@@ -1,0 +1,70 @@
+"""What one gateway process runs with: the shared settings, its policy and its secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gateway import policy as policy_module
+from gateway.policy import Policy
+from idp.common import gateway_key
+from idp.common.sealing import load_keyring
+from idp.common.session_record import Limits
+from idp.common.signing import Signer
+from idp.config import Settings
+
+CLIENT_ID = "bascule-gateway"
+SECRET_FILE = "gateway-client.secret"  # noqa: S105 - a file name
+DEMO_POLICY = Path(__file__).resolve().parent / "demo_policy.toml"
+UPSTREAM_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    settings: Settings
+    policy: Policy
+    client_secret: str
+    signer: Signer
+    upstream_timeout: float = UPSTREAM_TIMEOUT_SECONDS
+
+    @property
+    def issuer(self) -> str:
+        return self.settings.issuer.rstrip("/")
+
+    @property
+    def public_url(self) -> str:
+        return self.settings.gateway_url.rstrip("/")
+
+    @property
+    def cookie_name(self) -> str:
+        # Cookies ignore ports: the IdP's cookie on the same host must not be ours.
+        return "bascule_gateway" if self.settings.is_dev else "__Host-bascule_gateway"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return not self.settings.is_dev
+
+    @property
+    def session_limits(self) -> Limits:
+        return Limits(
+            self.settings.session_idle_minutes * 60, self.settings.session_max_hours * 3600
+        )
+
+
+def load(settings: Settings) -> GatewayConfig:
+    """Everything the gateway needs at start; a clear error names what is missing."""
+    keyring = load_keyring(settings.keys_dir, settings.data_key)
+    secret_path = settings.keys_dir / SECRET_FILE
+    if not secret_path.is_file():
+        raise RuntimeError(f"no gateway client secret at {secret_path}; run `bascule init`")
+    secret = keyring.unseal(secret_path.read_text().strip(), SECRET_FILE).decode()
+    policy = policy_module.load(settings.gateway_policy or DEMO_POLICY)
+    if settings.upstream_url:
+        upstream = replace(policy.upstream, url=settings.upstream_url)
+        policy = replace(policy, upstream=upstream)
+    return GatewayConfig(
+        settings=settings,
+        policy=policy,
+        client_secret=secret,
+        signer=gateway_key.signer(settings.keys_dir, keyring),
+    )

@@ -1,0 +1,102 @@
+"""Gateway sessions, bound to IdP sessions, and the per-request check.
+
+The cookie is ``<token>.<idp sid>.<user id>``: carrying the ids lets a request read, in one
+store round trip, the gateway session (by the token's hash), the IdP session it is bound to,
+and the user's cached permission set with its organisation's version. The gateway session
+record repeats the ids, so a cookie with ids swapped in matches nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import asdict, dataclass
+
+from gateway.store import GatewayStore
+from idp.common import permission_cache
+from idp.common.session_record import SESSION_PREFIX, Limits, SessionRecord
+
+PREFIX = "gw:sess:"
+BY_IDP_SESSION = "gw:sid:"  # the gateway sessions of one IdP session, for back-channel logout
+_COOKIE = re.compile(r"^([A-Za-z0-9_-]{43})\.([0-9a-f]{64})\.([0-9a-f-]{36})$")
+
+
+@dataclass(frozen=True)
+class GatewaySession:
+    uid: str
+    email: str
+    sid: str  # the IdP session's public id
+    created: float
+    id_token: str  # the hint for RP-initiated logout
+
+
+@dataclass(frozen=True)
+class Cookie:
+    key: str  # store key of the gateway session
+    sid: str
+    uid: str
+
+
+def parse_cookie(value: str | None) -> Cookie | None:
+    match = _COOKIE.match(value or "")
+    if match is None:
+        return None
+    token, sid, uid = match.groups()
+    return Cookie(PREFIX + hashlib.sha256(token.encode()).hexdigest(), sid, uid)
+
+
+async def create(store: GatewayStore, session: GatewaySession, limits: Limits) -> str:
+    """Store a new session; returns the cookie value."""
+    token = secrets.token_urlsafe(32)
+    key = PREFIX + hashlib.sha256(token.encode()).hexdigest()
+    await store.put(key, json.dumps(asdict(session)), limits.absolute_seconds)
+    await store.sadd(BY_IDP_SESSION + session.sid, key, limits.absolute_seconds)
+    return f"{token}.{session.sid}.{session.uid}"
+
+
+async def end_for_idp_session(store: GatewayStore, sid: str) -> int:
+    keys = await store.smembers(BY_IDP_SESSION + sid)
+    await store.delete(*keys, BY_IDP_SESSION + sid)
+    return len(keys)
+
+
+@dataclass(frozen=True)
+class Found:
+    """What one request's round trip found."""
+
+    session: GatewaySession
+    idp: SessionRecord
+    permissions: frozenset[str] | None  # None: the cached set is missing or stale
+
+
+async def look_up(
+    store: GatewayStore, cookie: Cookie, org_id: str | None, now: float, limits: Limits
+) -> Found | None:
+    """The live gateway session behind ``cookie`` with its live IdP session, or None."""
+    keys = [cookie.key, SESSION_PREFIX + cookie.sid]
+    if org_id is not None:
+        keys += [
+            permission_cache.value_key(org_id, cookie.uid),
+            permission_cache.version_key(org_id),
+        ]
+    found = await store.get_many(keys)
+    if found[0] is None or found[1] is None:
+        return None
+    session = GatewaySession(**json.loads(found[0]))
+    idp = SessionRecord(**json.loads(found[1]))
+    if session.sid != cookie.sid or session.uid != cookie.uid or idp.uid != cookie.uid:
+        return None
+    if idp.expired(now, limits) or now - session.created > limits.absolute_seconds:
+        return None
+    permissions = permission_cache.decode(found[2], found[3]) if org_id is not None else None
+    return Found(session, idp, permissions)
+
+
+async def touch(
+    store: GatewayStore, sid: str, record: SessionRecord, now: float, limits: Limits
+) -> None:
+    """Activity through the gateway keeps the IdP session from idling out (once a minute)."""
+    record.last_seen = now
+    await store.put(SESSION_PREFIX + sid, json.dumps(asdict(record)), record.ttl(now, limits))
