@@ -25,7 +25,7 @@ from gateway.config import GatewayConfig
 from gateway.identity import Caller
 from gateway.idp_client import IdpClient, IdpError, Login
 from gateway.policy import Identity, Outcome
-from gateway.store import GatewayStore
+from gateway.store import NAMESPACE, GatewayStore
 from idp.common.redirects import safe_next
 from idp.common.store import StoreUnavailable
 from idp.config import Settings
@@ -41,10 +41,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, store_namespace: str = NAMESPACE) -> None:
         self.config = config
         self.policy = config.policy
-        self.store = GatewayStore(config.settings.redis_url, config.settings.sqlalchemy_url)
+        settings = config.settings
+        self.store = GatewayStore(settings.redis_url, settings.sqlalchemy_url, store_namespace)
         self._background: set[asyncio.Task[Any]] = set()
 
     async def start(self, _app: web.Application) -> None:
@@ -334,9 +335,12 @@ INTERNAL: dict[tuple[str, str], Callable[[Gateway, web.Request], Awaitable[web.S
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
-def create_app(settings: Settings | None = None) -> web.Application:
-    """The gateway application; gunicorn runs it with aiohttp's worker."""
-    gateway = Gateway(gateway_config.load(settings or load_settings()))
+def create_app(
+    settings: Settings | None = None, *, store_namespace: str = NAMESPACE
+) -> web.Application:
+    """The gateway application; gunicorn runs it with aiohttp's worker. Tests pass their own
+    settings and the store namespace their IdP uses."""
+    gateway = Gateway(gateway_config.load(settings or load_settings()), store_namespace)
 
     @web.middleware
     async def everything(request: web.Request, handler: Handler) -> web.StreamResponse:

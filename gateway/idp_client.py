@@ -10,7 +10,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from joserfc import jwk
@@ -54,8 +54,10 @@ class IdpClient:
         self.org_id: str | None = None  # the upstream's organisation, learnt from the IdP
 
     @property
-    def _auth(self) -> aiohttp.BasicAuth:
-        return aiohttp.BasicAuth(CLIENT_ID, self.config.client_secret)
+    def _auth(self) -> dict[str, str]:
+        """client_secret_basic: both parts form-encoded first (RFC 6749 2.3.1)."""
+        pair = f"{quote(CLIENT_ID, safe='')}:{quote(self.config.client_secret, safe='')}"
+        return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
 
     @property
     def redirect_uri(self) -> str:
@@ -95,7 +97,7 @@ class IdpClient:
                 "redirect_uri": self.redirect_uri,
                 "code_verifier": login.verifier,
             },
-            auth=self._auth,
+            headers=self._auth,
         )
         id_token = tokens.get("id_token")
         if not isinstance(id_token, str):
@@ -136,7 +138,7 @@ class IdpClient:
             "POST",
             self.config.issuer + "/oauth2/gateway/permissions",
             data={"user_id": user_id, "org": self.config.policy.upstream.org},
-            auth=self._auth,
+            headers=self._auth,
         )
         self.org_id = str(answer["org_id"])
         return frozenset(answer["permissions"])
@@ -146,7 +148,7 @@ class IdpClient:
             "POST",
             self.config.issuer + "/oauth2/gateway/audit",
             json={"events": events},
-            auth=self._auth,
+            headers=self._auth,
         )
 
     async def logout_url(self, id_token: str) -> str:

@@ -19,8 +19,9 @@ NAMESPACE = "bascule:"
 
 
 class GatewayStore:
-    def __init__(self, redis_url: str | None, sql_url: str) -> None:
-        self.sync: Store = open_store(redis_url, sql_url, namespace=NAMESPACE)
+    def __init__(self, redis_url: str | None, sql_url: str, namespace: str = NAMESPACE) -> None:
+        self.namespace = namespace
+        self.sync: Store = open_store(redis_url, sql_url, namespace=namespace)
         self._redis = (
             aioredis.Redis.from_url(
                 redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
@@ -34,7 +35,7 @@ class GatewayStore:
         if self._redis is None:
             return await asyncio.to_thread(self.sync.get_many, keys)
         try:
-            found = await self._redis.mget([NAMESPACE + key for key in keys])
+            found = await self._redis.mget([self.namespace + key for key in keys])
         except RedisError as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return [value if value is None else str(value) for value in found]

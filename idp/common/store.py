@@ -83,6 +83,10 @@ class RedisStore:
         )
         self._ns = namespace
 
+    @property
+    def namespace(self) -> str:
+        return self._ns
+
     def _k(self, key: str) -> str:
         return self._ns + key
 

@@ -42,28 +42,41 @@ def upgrade_schema() -> None:
     ensure_gateway_client(runtime().settings)
 
 
-def ensure_gateway_client(settings: Settings) -> None:
-    """Register the gateway as a first-party confidential client. Its secret is kept sealed
-    in the keys folder, where the gateway (and only it) reads it."""
+def ensure_gateway_client(settings: Settings, *, renew_secret: bool = False) -> None:
+    """Register the gateway as a first-party confidential client at its configured URL (a
+    changed BASCULE_GATEWAY_URL is followed). Its secret is kept sealed in the keys folder,
+    where the gateway (and only it) reads it."""
     secret_file = settings.keys_dir / GATEWAY_SECRET_FILE
-    client = clients.get(GATEWAY_CLIENT_ID)
     gateway = settings.gateway_url.rstrip("/")
+    callback, signed_out = [gateway + "/_bascule/callback"], [gateway + "/"]
+    backchannel = gateway + "/_bascule/backchannel-logout"
+    urls: dict[str, object] = {
+        "redirect_uris": callback,
+        "post_logout_redirect_uris": signed_out,
+        "backchannel_logout_uri": backchannel,
+    }
+    client = clients.get(GATEWAY_CLIENT_ID)
+    secret = None
     if client is None:
         secret = clients.create_client(
             "Bascule gateway",
-            [gateway + "/_bascule/callback"],
+            callback,
             first_party=True,
-            post_logout_redirect_uris=[gateway + "/"],
+            post_logout_redirect_uris=signed_out,
+            backchannel_logout_uri=backchannel,
             client_id=GATEWAY_CLIENT_ID,
         ).secret
-    elif not secret_file.exists():
-        secret = clients.new_secret(client, actor=audit.ANONYMOUS, origin=CLI)
     else:
-        return
-    assert secret is not None
-    sealed = runtime().keyring.seal(secret.encode(), GATEWAY_SECRET_FILE)
-    secret_file.write_text(sealed + "\n")
-    secret_file.chmod(0o600)
+        if any(getattr(client, name) != value for name, value in urls.items()):
+            for name, value in urls.items():
+                setattr(client, name, value)
+            audit.record("oidc.client.update", target=client.id, origin=CLI, details=urls)
+        if renew_secret or not secret_file.exists():
+            secret = clients.new_secret(client, actor=audit.ANONYMOUS, origin=CLI)
+    if secret is not None:
+        sealed = runtime().keyring.seal(secret.encode(), GATEWAY_SECRET_FILE)
+        secret_file.write_text(sealed + "\n")
+        secret_file.chmod(0o600)
     db.session.commit()
 
 

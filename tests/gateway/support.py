@@ -1,0 +1,43 @@
+"""Signing in through the gateway with a plain HTTP client, as a browser would."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.gateway.conftest import Stack
+from tests.support import csrf_token
+
+HTML = {"Accept": "text/html"}
+
+
+def follow(client: httpx.Client, response: httpx.Response, limit: int = 10) -> httpx.Response:
+    """Follow redirects across the IdP and the gateway (httpx keeps one cookie jar)."""
+    for _ in range(limit):
+        if response.status_code not in (301, 302, 303, 307, 308):
+            return response
+        target = response.url.join(response.headers["location"])
+        response = client.get(target, headers=HTML)
+    raise AssertionError("too many redirects")
+
+
+def sign_in_through_gateway(
+    client: httpx.Client, stack: Stack, email: str, password: str, path: str = "/inbox"
+) -> httpx.Response:
+    """Open ``path`` at the gateway, sign in at the IdP, come back; the page it lands on."""
+    login_page = follow(client, client.get(stack.gateway_url + path, headers=HTML))
+    assert "/login" in str(login_page.url), login_page.url
+    form = {
+        "email": email,
+        "password": password,
+        "csrf_token": csrf_token(login_page.text),
+        "next": _hidden(login_page.text, "next"),
+    }
+    return follow(client, client.post(stack.idp_url + "/login", data=form, headers=HTML))
+
+
+def _hidden(page: str, name: str) -> str:
+    import re
+
+    match = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert match, f"no {name} field"
+    return match.group(1).replace("&amp;", "&")
