@@ -16,7 +16,7 @@ def audit_group() -> None:
     """The audit log."""
 
 
-def _parse_since(_ctx: click.Context, _param: click.Parameter, value: str | None):  # type: ignore[no-untyped-def]
+def parse_since(_ctx: click.Context, _param: click.Parameter, value: str | None):  # type: ignore[no-untyped-def]
     if value is None:
         return None
     try:
@@ -29,7 +29,7 @@ def _parse_since(_ctx: click.Context, _param: click.Parameter, value: str | None
 
 
 @audit_group.command("export")
-@click.option("--since", callback=_parse_since, help="Only events at or after this ISO time.")
+@click.option("--since", callback=parse_since, help="Only events at or after this ISO time.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 def export(since: datetime | None, fmt: str) -> None:
     """Print events as JSON lines, oldest first, with their chain hashes."""

@@ -23,6 +23,7 @@ from idp.cli import main as cli_main
 from idp.common import permissions as p
 from idp.extensions import db
 from idp.services import api_tokens, authz, orgs, users
+from idp.services.oidc import clients
 from tests.support import STRONG_PASSWORD, cli_context, make_user
 
 ANY_ADMIN = "any administrative permission"
@@ -36,12 +37,13 @@ ROLES: dict[str, frozenset[str]] = {**p.BUILTIN_ROLES, "auditor": CUSTOM_ROLE}
 
 @dataclass
 class Targets:
-    """Fresh objects for one request: a viewer without a password, an unused custom role, and
-    that viewer's API token."""
+    """Fresh objects for one request: a viewer without a password, an unused custom role, that
+    viewer's API token, and a confidential OIDC client of the organisation."""
 
     member_id: int
     role_id: int
     token_id: int
+    client_id: str
     suffix: str
 
 
@@ -51,6 +53,14 @@ Call = Callable[[Targets], tuple[str, dict[str, Any] | None]]
 
 def _member_action(action: str) -> Call:
     return lambda t: (f"/admin/members/{t.member_id}/{action}", {})
+
+
+CLIENT_FORM = {
+    "name": "Wiki",
+    "redirect_uris": "https://wiki.example/cb",
+    "post_logout_redirect_uris": "",
+    "backchannel_logout_uri": "",
+}
 
 
 CONSOLE: dict[tuple[str, str], tuple[Need, Call]] = {
@@ -115,6 +125,31 @@ CONSOLE: dict[tuple[str, str], tuple[Need, Call]] = {
     ("GET", "/admin/settings"): (
         frozenset({p.SECURITY_MANAGE}),
         lambda t: ("/admin/settings", None),
+    ),
+    ("GET", "/admin/clients"): (frozenset({p.SECURITY_MANAGE}), lambda t: ("/admin/clients", None)),
+    ("POST", "/admin/clients"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: ("/admin/clients", CLIENT_FORM | {"type": "confidential"}),
+    ),
+    ("GET", "/admin/clients/<client:client_id>"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: (f"/admin/clients/{t.client_id}", None),
+    ),
+    ("POST", "/admin/clients/<client:client_id>"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: (f"/admin/clients/{t.client_id}", CLIENT_FORM),
+    ),
+    ("POST", "/admin/clients/<client:client_id>/secret"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: (f"/admin/clients/{t.client_id}/secret", {}),
+    ),
+    ("GET", "/admin/clients/<client:client_id>/delete"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: (f"/admin/clients/{t.client_id}/delete", None),
+    ),
+    ("POST", "/admin/clients/<client:client_id>/delete"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: (f"/admin/clients/{t.client_id}/delete", {}),
     ),
     ("POST", "/admin/settings"): (
         frozenset({p.SECURITY_MANAGE}),
@@ -186,6 +221,33 @@ API: dict[tuple[str, str], tuple[Need, Call]] = {
         frozenset({p.SECURITY_MANAGE}),
         lambda t: ("/api/v1/settings", {"session_idle_minutes": 20}),
     ),
+    ("GET", "/api/v1/clients"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: ("/api/v1/clients", None),
+    ),
+    ("POST", "/api/v1/clients"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: (
+            "/api/v1/clients",
+            {"name": "Wiki", "redirect_uris": ["https://wiki.example/cb"]},
+        ),
+    ),
+    ("GET", "/api/v1/clients/<client:client_id>"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: (f"/api/v1/clients/{t.client_id}", None),
+    ),
+    ("PATCH", "/api/v1/clients/<client:client_id>"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: (f"/api/v1/clients/{t.client_id}", {"name": "Renamed"}),
+    ),
+    ("DELETE", "/api/v1/clients/<client:client_id>"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: (f"/api/v1/clients/{t.client_id}", None),
+    ),
+    ("POST", "/api/v1/clients/<client:client_id>/secret"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: (f"/api/v1/clients/{t.client_id}/secret", None),
+    ),
     # Tokens: everyone lists and makes their own; revoking another member's needs the right.
     ("GET", "/api/v1/tokens"): (ANY_MEMBER, lambda t: ("/api/v1/tokens", None)),
     ("POST", "/api/v1/tokens"): (ANY_MEMBER, lambda t: ("/api/v1/tokens", {"name": "ci"})),
@@ -203,7 +265,8 @@ CLI_COMMANDS: dict[str, str] = dict.fromkeys(
         "init", "serve", "orgs create", "users create", "users set-role", "users disable",
         "users enable", "sessions revoke", "roles create", "roles grant", "roles revoke",
         "tokens create", "tokens revoke", "audit export", "audit verify", "clients create",
-        "clients list", "clients reset-secret", "clients delete", "keys rotate",
+        "clients list", "clients reset-secret", "clients delete", "keys rotate", "policy check",
+        "policy replay",
     ],
     "operator",
 )  # fmt: skip
@@ -267,9 +330,10 @@ def _fresh_targets() -> Targets:
     db.session.commit()
     token = api_tokens.create(authz.operator(org), cli_context(), target, "target").token
     db.session.commit()
+    client = clients.create_client(f"c-{suffix}", ["https://app.example/cb"], org_id=org.id)
     member = orgs.membership(target, org)
     assert member is not None
-    return Targets(member.id, role.id, token.id, suffix)
+    return Targets(member.id, role.id, token.id, client.client.id, suffix)
 
 
 def _signed_in(app: Flask, role: str) -> FlaskClient:

@@ -621,7 +621,7 @@ def test_clients_create_refuses_unsafe_redirect_uris(cli: Cli, uri: str, message
 def test_keys_rotate_keeps_old_keys_working(cli: Cli) -> None:
     before = {kid for (kid,) in cli.sql("SELECT kid FROM oauth_signing_keys")}
     rotated = cli.json("keys", "rotate", "--signing", "--data", "--json")
-    *provider_keys, gateway_key = rotated["signing_keys"]  # RS256, ES256, the gateway's
+    *provider_keys, _gateway = rotated["signing_keys"]  # RS256, ES256, then the gateway's
     rows = cli.sql("SELECT kid, retired_at FROM oauth_signing_keys")
     assert {kid for kid, retired in rows if retired is None} == set(provider_keys)
     assert {kid for kid, retired in rows if retired is not None} == before
@@ -642,3 +642,59 @@ def app_context_for(cli: Cli) -> Iterator[Any]:
         finally:
             db.session.remove()
             db.engine.dispose()
+
+
+# --- the gateway policy ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def demo(cli: Cli) -> Cli:
+    cli.ok("orgs", "create", "demo")
+    for email, role in (("olga@demo.test", "owner"), ("mo@demo.test", "member")):
+        cli.ok("users", "create", email, "--org", "demo", "--password-stdin", stdin=STRONG)
+        cli.ok("users", "set-role", email, role, "--org", "demo")
+    return cli
+
+
+def test_policy_check_names_the_rule_and_the_decision(demo: Cli) -> None:
+    assert demo.ok("policy", "check", "--url", "/billing", "--user", "mo@demo.test").startswith(
+        "GET /billing: DENY by line"
+    )
+    found = demo.json("policy", "check", "--url", "http://gw.example/billing/", "--user",
+                      "olga@demo.test", "--auth-age", "3600", "--json")  # fmt: skip
+    assert found["decision"] == "step_up" and found["rule"]["path"] == "/billing/**"
+    assert demo.json("policy", "check", "--url", "/_static/../billing", "--json")["decision"] == (
+        "login"  # judged as /billing, not as the public /_static/** prefix
+    )
+    assert "refuses this URL" in demo.fails("policy", "check", "--url", "/billing%2f..")
+    assert "no user" in demo.fails("policy", "check", "--url", "/", "--user", "nobody@x.test")
+
+
+def test_policy_replay_lists_the_decisions_a_new_policy_would_change(
+    demo: Cli, tmp_path: Path
+) -> None:
+    with app_context_for(demo):
+        from idp.services import audit
+
+        for path, result, permissions in (
+            ("/billing", "deny", ["messages.send"]),
+            ("/inbox", "allow", ["messages.send"]),
+            ("/settings", "login", None),
+        ):
+            audit.record(
+                "gateway.decision",
+                outcome="success" if result == "allow" else "failure",
+                details={"method": "GET", "path": path, "result": result,
+                         "permissions": permissions, "amr": ["pwd"], "auth_time": 0},
+            )  # fmt: skip
+    assert demo.ok("policy", "replay").strip() == "0 of 3 recorded decisions would change."
+    stricter = tmp_path / "stricter.toml"
+    stricter.write_text(
+        '[upstream]\nurl = "http://127.0.0.1:8090"\nname = "messaging"\norg = "demo"\n\n'
+        '[[route]]\npath = "/inbox"\npermission = "settings.manage"\n'
+    )
+    replayed = demo.json("policy", "replay", "--policy", str(stricter), "--json")
+    assert replayed["replayed"] == 3
+    changed = {(c["path"], c["before"], c["after"]) for c in replayed["changes"]}
+    # /billing stays refused; /settings now meets no rule at all, so deny instead of sign-in.
+    assert changed == {("/inbox", "allow", "deny"), ("/settings", "login", "deny")}
