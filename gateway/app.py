@@ -331,8 +331,13 @@ INTERNAL: dict[tuple[str, str], Callable[[Gateway, web.Request], Awaitable[web.S
     ("GET", "/_bascule/healthz"): Gateway.healthz,
     ("GET", "/_bascule/readyz"): Gateway.readyz,
     ("GET", "/_bascule/metrics"): Gateway.metrics,
+    ("GET", pages.STYLESHEET): lambda _gateway, _request: _stylesheet(),
 }
 GATEWAY = web.AppKey("gateway", Gateway)
+
+
+async def _stylesheet() -> web.StreamResponse:
+    return pages.stylesheet()
 
 
 def create_app(

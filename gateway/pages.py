@@ -16,6 +16,13 @@ TITLES = {
     503: "Temporarily unavailable",
     504: "Application too slow",
 }
+STYLESHEET = "/_bascule/style.css"
+STYLE = (
+    "body{font:16px/1.5 system-ui,sans-serif;color:#1d2430;background:#f4f6f9;margin:0}"
+    "main{max-width:34rem;margin:12vh auto;padding:2rem 2.5rem;background:#fff;"
+    "border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08)}"
+    "h1{font-size:1.5rem;margin-top:0}.links{color:#6b7380}a{color:#2454c5}"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -28,12 +35,21 @@ def is_browser(request: web.Request) -> bool:
     return request.method in {"GET", "HEAD"} and "text/html" in request.headers.get("Accept", "")
 
 
+def wants_html(request: web.Request) -> bool:
+    """A page for people (a refused form post too), JSON for programs."""
+    return "text/html" in request.headers.get("Accept", "")
+
+
 def problem(request: web.Request, status: int, message: str) -> web.Response:
     title = TITLES.get(status, "Error")
-    if is_browser(request):
+    if wants_html(request):
         body = (
             "<!doctype html><html lang=en><meta charset=utf-8>"
-            f"<title>{title} · Bascule</title><h1>{title}</h1><p>{html.escape(message)}</p>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="stylesheet" href="{STYLESHEET}"><title>{title} · Bascule</title>'
+            f"<main><h1>{title}</h1><p>{html.escape(message)}</p>"
+            '<p class="links"><a href="/">Back to the start</a> · '
+            '<a href="/_bascule/logout">Sign out</a></p></main>'
         )
         return web.Response(
             status=status, text=body, content_type="text/html", headers=SECURITY_HEADERS
@@ -43,6 +59,12 @@ def problem(request: web.Request, status: int, message: str) -> web.Response:
         text=json.dumps({"title": title, "status": status, "detail": message}),
         content_type="application/problem+json",
         headers=SECURITY_HEADERS,
+    )
+
+
+def stylesheet() -> web.Response:
+    return web.Response(
+        text=STYLE, content_type="text/css", headers={"Cache-Control": "public, max-age=3600"}
     )
 
 
