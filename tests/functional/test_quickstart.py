@@ -63,6 +63,7 @@ class Instance:
     cwd: Path
     idp_port: int = field(default_factory=_free_port)
     gateway_port: int = field(default_factory=_free_port)
+    upstream_port: int = field(default_factory=_free_port)
 
     @property
     def issuer(self) -> str:
@@ -70,9 +71,14 @@ class Instance:
         return f"http://localhost:{self.idp_port}"
 
     @property
+    def gateway_url(self) -> str:
+        return f"http://localhost:{self.gateway_port}"
+
+    @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BASCULE_")}
         env["BASCULE_ISSUER"] = self.issuer
+        env["BASCULE_GATEWAY_URL"] = self.gateway_url
         return env
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -141,6 +147,8 @@ def serve(instance: Instance) -> Iterator[Server]:
                 f"127.0.0.1:{instance.idp_port}",
                 "--gateway-bind",
                 f"127.0.0.1:{instance.gateway_port}",
+                "--upstream-bind",
+                f"127.0.0.1:{instance.upstream_port}",
             ],
             cwd=instance.cwd,
             env=instance.env,
@@ -164,6 +172,7 @@ def _wait_until_ready(server: Server, instance: Instance) -> None:
     urls = [
         f"http://127.0.0.1:{instance.idp_port}/healthz",
         f"http://127.0.0.1:{instance.gateway_port}/_bascule/healthz",
+        f"http://127.0.0.1:{instance.upstream_port}/healthz",
     ]
     with httpx.Client(timeout=2) as client:
         while urls:
@@ -200,6 +209,7 @@ def _stop(server: Server, instance: Instance, how: str) -> None:
         time.sleep(0.1)
     assert _refuses_connections(instance.idp_port)
     assert _refuses_connections(instance.gateway_port)
+    assert _refuses_connections(instance.upstream_port)
     errors = server.errors()
     assert "Traceback" not in errors, errors
 
@@ -244,6 +254,11 @@ def test_serve_on_an_empty_folder_is_the_whole_quick_start(
         assert account.status_code == 200
         assert email in account.text and "(demo)" in account.text
         assert "role <strong>owner</strong>" in account.text
+
+        # The demo app behind the gateway: signed in at the IdP, straight through.
+        inbox = browser.get(f"{instance.gateway_url}/inbox", follow_redirects=True)
+        assert inbox.status_code == 200 and str(inbox.url) == f"{instance.gateway_url}/inbox"
+        assert "<h1>Inbox</h1>" in inbox.text and email in inbox.text
 
         sessions = browser.get("/account/sessions")
         assert sessions.status_code == 200
