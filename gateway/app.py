@@ -35,6 +35,7 @@ LOGIN_PREFIX = "gw:login:"
 LOGIN_SECONDS = 600
 STATE_COOKIE = "bascule_gateway_state"
 TOUCH_INTERVAL_SECONDS = 60
+FRESH_SECONDS = 60  # a sign-in this recent is as fresh as re-authenticating can make it
 UPSTREAM_CONNECTIONS = 256
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -92,10 +93,15 @@ class Gateway:
             return await self.pass_on(request, original, caller)
         if decision.outcome is Outcome.DENY:
             return pages.problem(request, 403, f"You may not do this: {decision.reason}.")
+        step_up = decision.outcome is Outcome.STEP_UP
+        if step_up and caller is not None and time.time() - caller.auth_time < FRESH_SECONDS:
+            # Just signed in and still not enough (another kind of factor is needed):
+            # sending them round again would loop.
+            return pages.problem(request, 403, f"You may not do this: {decision.reason}.")
         if not pages.is_browser(request):
-            return pages.problem(request, 401, "Sign in first (a live Bascule session).")
-        prompt = "login" if decision.outcome is Outcome.STEP_UP else None
-        return await self.start_login(request, original, prompt)
+            message = "Sign in again first." if step_up else "Sign in first (a live session)."
+            return pages.problem(request, 401, message)
+        return await self.start_login(request, original, "login" if step_up else None)
 
     async def judge(
         self, request: web.Request, method: str, path: str, ip: str

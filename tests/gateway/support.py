@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from tests.gateway.conftest import Stack
@@ -30,14 +32,12 @@ def sign_in_through_gateway(
         "email": email,
         "password": password,
         "csrf_token": csrf_token(login_page.text),
-        "next": _hidden(login_page.text, "next"),
+        "next": hidden(login_page.text, "next"),
     }
     return follow(client, client.post(stack.idp_url + "/login", data=form, headers=HTML))
 
 
-def _hidden(page: str, name: str) -> str:
-    import re
-
+def hidden(page: str, name: str) -> str:
     match = re.search(rf'name="{name}" value="([^"]*)"', page)
     assert match, f"no {name} field"
     return match.group(1).replace("&amp;", "&")

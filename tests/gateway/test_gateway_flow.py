@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import httpx
 import pytest
 
+from idp.extensions import db
 from idp.runtime import runtime
-from idp.services import authz, orgs, roles, sessions
+from idp.services import audit, authz, orgs, roles, sessions
 from tests.gateway.conftest import Stack
-from tests.gateway.support import HTML, follow, sign_in_through_gateway
-from tests.support import STRONG_PASSWORD, cli_context, make_user
+from tests.gateway.support import HTML, follow, hidden, sign_in_through_gateway
+from tests.support import STRONG_PASSWORD, cli_context, csrf_token, make_user
 
 
 def test_sign_in_send_and_lose_the_permission(stack: Stack) -> None:
@@ -20,7 +24,7 @@ def test_sign_in_send_and_lose_the_permission(stack: Stack) -> None:
         assert "mia@demo.test" in inbox.text
         sent = client.post(
             stack.gateway_url + "/messages",
-            data={"body": "hello through the gateway", "csrf_token": _csrf(inbox.text)},
+            data={"body": "hello through the gateway", "csrf_token": csrf_token(inbox.text)},
             headers=HTML,
         )
         assert sent.status_code in (302, 303), sent.text
@@ -36,7 +40,7 @@ def test_sign_in_send_and_lose_the_permission(stack: Stack) -> None:
         members.change_role(authz.operator(org), cli_context(), member.id, sender.name)
         refused = client.post(
             stack.gateway_url + "/messages",
-            data={"body": "again", "csrf_token": _csrf(inbox.text)},
+            data={"body": "again", "csrf_token": csrf_token(inbox.text)},
             headers=HTML,
         )
         assert refused.status_code == 403
@@ -78,9 +82,68 @@ def test_forward_auth_answers_for_nginx(stack: Stack) -> None:
     assert anonymous.status_code == 401
 
 
-def _csrf(page: str) -> str:
-    import re
+def _age_sessions(user_id: str, seconds: float) -> None:
+    """Pretend the user's IdP sessions signed in ``seconds`` earlier than they did."""
+    store = runtime().store
+    for sid in store.smembers(sessions.USER_INDEX_PREFIX + user_id):
+        raw = store.get(sessions.SESSION_PREFIX + sid)
+        assert raw is not None
+        record = json.loads(raw)
+        record["auth_time"] -= seconds
+        store.put(sessions.SESSION_PREFIX + sid, json.dumps(record), 600)
 
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match, page[:500]
-    return match.group(1)
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_billing_asks_a_stale_sign_in_to_sign_in_again(stack: Stack) -> None:
+    owner = make_user(stack.idp, "olga@demo.test", org_slug="demo", role="owner")
+    with httpx.Client(timeout=30) as client:
+        billing = sign_in_through_gateway(
+            client, stack, "olga@demo.test", STRONG_PASSWORD, "/billing"
+        )
+        assert billing.status_code == 200 and str(billing.url).endswith("/billing")
+
+        _age_sessions(owner.id, 3600)  # the demo policy wants a sign-in within 15 minutes
+        again = client.get(stack.gateway_url + "/billing", headers=HTML)
+        assert again.status_code == 302 and "prompt=login" in again.headers["location"]
+        confirm = follow(client, again)
+        assert "/login/reauth" in str(confirm.url) and "Confirm it is you" in confirm.text
+        back = client.post(
+            stack.idp_url + "/login",
+            data={
+                "email": "olga@demo.test",
+                "password": STRONG_PASSWORD,
+                "csrf_token": csrf_token(confirm.text),
+                "next": hidden(confirm.text, "next"),
+            },
+            headers=HTML,
+        )
+        landed = follow(client, back)
+        assert landed.status_code == 200 and str(landed.url) == stack.gateway_url + "/billing"
+
+        # An API client is told, not redirected.
+        api = client.get(stack.gateway_url + "/billing")
+        assert api.status_code == 200
+        _age_sessions(owner.id, 3600)
+        refused = client.get(stack.gateway_url + "/billing")
+        assert refused.status_code == 401 and "Sign in again" in refused.text
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_decisions_reach_the_audit_log_and_metrics(stack: Stack) -> None:
+    make_user(stack.idp, "mo@demo.test", org_slug="demo", role="member")
+    with httpx.Client(timeout=30) as client:
+        sign_in_through_gateway(client, stack, "mo@demo.test", STRONG_PASSWORD)
+        assert client.get(stack.gateway_url + "/billing", headers=HTML).status_code == 403
+        metrics = client.get(stack.gateway_url + "/_bascule/metrics").text
+    assert 'bascule_gateway_decisions_total{result="deny"}' in metrics
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the gateway sends its decisions every 2 s
+        db.session.expire_all()
+        found = [e for e in audit.events(None) if e.event == "gateway.decision"]
+        if found:
+            break
+        time.sleep(0.2)
+    denial = next(e for e in found if e.details["result"] == "deny")
+    assert denial.outcome == "failure" and denial.actor_email == "mo@demo.test"
+    assert denial.details["path"] == "/billing" and denial.details["method"] == "GET"
+    assert denial.details["permissions"] == ["messages.edit", "messages.send"]
