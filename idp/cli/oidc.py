@@ -11,27 +11,11 @@ import click
 from idp.cli._common import app_context, emit, friendly_errors, json_option, settings
 from idp.common.sealing import create_data_key
 from idp.extensions import db
-from idp.models.oidc import OAuthClient
 from idp.runtime import runtime
 from idp.services import audit, orgs
 from idp.services.audit import CLI
 from idp.services.errors import ServiceError
 from idp.services.oidc import clients, keys
-
-
-def describe(client: OAuthClient) -> dict[str, Any]:
-    return {
-        "client_id": client.id,
-        "name": client.name,
-        "type": "public" if client.is_public else "confidential",
-        "auth_method": client.auth_method,
-        "first_party": client.first_party,
-        "redirect_uris": client.redirect_uris,
-        "post_logout_redirect_uris": client.post_logout_redirect_uris,
-        "backchannel_logout_uri": client.backchannel_logout_uri,
-        "grant_types": client.grant_types,
-        "id_token_signed_response_alg": client.id_token_alg,
-    }
 
 
 @click.group("clients")
@@ -99,7 +83,7 @@ def clients_create(
             actor=audit.Actor(email="operator (cli)"),
             origin=CLI,
         )
-        data = describe(created.client)
+        data = clients.describe(created.client)
         text = f"Client {created.client.name!r}\n  client_id:     {created.client.id}"
         if created.secret:
             data["client_secret"] = created.secret
@@ -130,7 +114,7 @@ def _issuer() -> str:
 def clients_list(as_json: bool) -> None:
     """The registered clients."""
     with app_context():
-        found = [describe(c) for c in clients.all_clients()]
+        found = [clients.describe(c) for c in clients.all_clients()]
         lines = [f"{c['client_id']}  {c['name']}  ({c['type']}, {c['auth_method']})" for c in found]
         emit(found, as_json, "\n".join(lines) or "No clients.")
 

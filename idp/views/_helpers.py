@@ -7,7 +7,9 @@ from functools import wraps
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from flask import abort, g, redirect, request, session, url_for
+from flask import Blueprint, abort, g, redirect, request, session, url_for
+from flask.blueprints import BlueprintSetupState
+from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response
 
 from idp.common.redirects import MAX_TARGET
@@ -96,3 +98,23 @@ def field(name: str, max_length: int, required: bool = True) -> str:
 
 def redirect_to(endpoint: str, **values: Any) -> Response:
     return redirect(url_for(endpoint, **values))
+
+
+class ClientIdConverter(BaseConverter):
+    """An OIDC ``client_id`` in a path: only the characters client ids are made of, at most 64.
+    Anything else is a plain 404 that never reaches a query (PostgreSQL refuses a NUL)."""
+
+    regex = r"[A-Za-z0-9_-]{1,64}"
+
+
+CLIENT = "client"  # the converter's name in routes: <client:client_id>
+
+
+def use_client_ids(bp: Blueprint) -> None:
+    """Let ``bp``'s routes take ``<client:client_id>``; call it before adding them, since a rule is
+    compiled (and its converter looked up) when the blueprint is registered."""
+
+    def add(state: BlueprintSetupState) -> None:
+        state.app.url_map.converters.setdefault(CLIENT, ClientIdConverter)
+
+    bp.record_once(add)

@@ -34,9 +34,10 @@ from idp.services import (
 )
 from idp.services.authz import Forbidden, Principal
 from idp.services.errors import NotFound
+from idp.services.oidc import client_admin, clients
 from idp.views import api_input as inp
 from idp.views._context import credentials_context
-from idp.views._helpers import origin
+from idp.views._helpers import CLIENT, origin, use_client_ids
 from idp.views.api_spec import openapi_document
 from idp.web import error_response
 
@@ -60,6 +61,7 @@ class IdConverter(BaseConverter):
 # Registered before the routes below are added, which is when their rules are compiled.
 bp.record_once(lambda state: state.app.url_map.converters.setdefault("id", IdConverter))
 ID = "id"
+use_client_ids(bp)
 
 
 # --- authentication and errors ------------------------------------------------------------
@@ -386,6 +388,102 @@ def revoke_token(principal: Principal, token_id: int) -> tuple[str, int]:
     api_tokens.revoke(principal, credentials_context(), token_id)
     db.session.commit()
     return "", 204
+
+
+# --- OpenID Connect clients -----------------------------------------------------------------
+
+CLIENT_FIELDS = {"name", "redirect_uris", "post_logout_redirect_uris", "backchannel_logout_uri"}
+
+
+@bp.get("/clients")
+@token_required
+def list_clients(principal: Principal) -> Response:
+    page, per_page = inp.page_args(inp.query({"page", "per_page"}))
+    found = client_admin.list_clients(principal)
+    return _paged([clients.describe(c) for c in found], page, per_page)
+
+
+@bp.post("/clients")
+@token_required
+def create_client(principal: Principal) -> tuple[Response, int]:
+    """Register a third-party client of the organisation (see client_admin: no first_party)."""
+    body = inp.json_body(
+        CLIENT_FIELDS | {"public", "first_party"}, required={"name", "redirect_uris"}
+    )
+    if "first_party" in body:
+        inp.bad(
+            "Only the operator can register a first-party client (one that skips consent): "
+            "bascule clients create --first-party."
+        )
+    new = client_admin.NewClient(
+        name=inp.text(body["name"], "name", client_admin.MAX_NAME, min_length=1),
+        redirect_uris=_uris(body, "redirect_uris"),
+        post_logout_redirect_uris=_uris(body, "post_logout_redirect_uris"),
+        backchannel_logout_uri=_backchannel(body) or None,
+        public=inp.boolean(body.get("public", False), "public"),
+    )
+    created = client_admin.create(principal, credentials_context(), new)
+    db.session.commit()
+    return jsonify(clients.describe(created.client) | {"client_secret": created.secret}), 201
+
+
+@bp.get(f"/clients/<{CLIENT}:client_id>")
+@token_required
+def get_client(principal: Principal, client_id: str) -> Response:
+    return jsonify(clients.describe(client_admin.get_client(principal, client_id)))
+
+
+@bp.patch(f"/clients/<{CLIENT}:client_id>")
+@token_required
+def update_client(principal: Principal, client_id: str) -> Response:
+    """Rename, or replace a list of URIs whole; ``backchannel_logout_uri`` null removes it."""
+    body = inp.json_body(CLIENT_FIELDS)
+    if not body:
+        inp.bad(f"Give at least one of: {', '.join(sorted(CLIENT_FIELDS))}.")
+    changes = clients.Changes(
+        name=(
+            inp.text(body["name"], "name", client_admin.MAX_NAME, min_length=1)
+            if "name" in body
+            else None
+        ),
+        redirect_uris=_uris(body, "redirect_uris") if "redirect_uris" in body else None,
+        post_logout_redirect_uris=(
+            _uris(body, "post_logout_redirect_uris")
+            if "post_logout_redirect_uris" in body
+            else None
+        ),
+        backchannel_logout_uri=_backchannel(body) if "backchannel_logout_uri" in body else None,
+    )
+    client = client_admin.update(principal, credentials_context(), client_id, changes)
+    db.session.commit()
+    return jsonify(clients.describe(client))
+
+
+@bp.delete(f"/clients/<{CLIENT}:client_id>")
+@token_required
+def delete_client(principal: Principal, client_id: str) -> tuple[str, int]:
+    client_admin.delete(principal, credentials_context(), client_id)
+    db.session.commit()
+    return "", 204
+
+
+@bp.post(f"/clients/<{CLIENT}:client_id>/secret")
+@token_required
+def reset_client_secret(principal: Principal, client_id: str) -> Response:
+    """A new secret, answered once; the old one stops working at once."""
+    secret = client_admin.reset_secret(principal, credentials_context(), client_id)
+    db.session.commit()
+    return jsonify(client_id=client_id, client_secret=secret)
+
+
+def _uris(body: dict[str, Any], name: str) -> list[str]:
+    return inp.text_list(body.get(name, []), name, client_admin.MAX_URIS, client_admin.MAX_URI)
+
+
+def _backchannel(body: dict[str, Any]) -> str:
+    """The back-channel URI, or "" for none (null or an empty string)."""
+    value = body.get("backchannel_logout_uri")
+    return "" if value is None else inp.text(value, "backchannel_logout_uri", client_admin.MAX_URI)
 
 
 # --- representations ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 from idp.common import permissions
 from idp.config import Settings
 from idp.services import mfa_policy, org_settings
+from idp.services.oidc import client_admin
 
 Schema = dict[str, Any]
 
@@ -67,6 +68,69 @@ MFA_POLICY: Schema = {
     "permission (admins), or everyone.",
 }
 COUNT: Schema = {"type": "integer", "minimum": 0}
+
+CLIENT_ID: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 64,
+    "pattern": "^[A-Za-z0-9_-]+$",
+    "description": "A client_id.",
+}
+URI_LIST: Schema = {
+    "type": "array",
+    "maxItems": client_admin.MAX_URIS,
+    "items": text(client_admin.MAX_URI, 1),
+}
+REDIRECT_URIS: Schema = {
+    **URI_LIST,
+    "minItems": 1,
+    "description": "Where sign-ins may return, each matched exactly: absolute https URLs (plain "
+    "http only for localhost), without a fragment or credentials.",
+}
+POST_LOGOUT_URIS: Schema = {
+    **URI_LIST,
+    "description": "Where the client may send people after RP-initiated logout.",
+}
+BACKCHANNEL_URI: Schema = {
+    "type": ["string", "null"],
+    "maxLength": client_admin.MAX_URI,
+    "pattern": PLAIN,
+    "description": "Where Bascule posts a logout token when a session that signed in to the "
+    "client ends; a public https URL. Null or empty: none.",
+}
+CLIENT_NAME = text(client_admin.MAX_NAME, 1, description="Shown on the consent page.")
+CLIENT = obj(
+    {
+        "client_id": STR,
+        "name": STR,
+        "type": {"type": "string", "enum": ["confidential", "public"]},
+        "auth_method": {
+            "type": "string",
+            "description": "Token endpoint authentication (client_secret_basic, or none).",
+        },
+        "first_party": {
+            "type": "boolean",
+            "description": "Skips the consent page; only the operator can register one.",
+        },
+        "redirect_uris": {"type": "array", "items": STR},
+        "post_logout_redirect_uris": {"type": "array", "items": STR},
+        "backchannel_logout_uri": NULLABLE_STR,
+        "grant_types": {"type": "array", "items": STR},
+        "id_token_signed_response_alg": STR,
+    },
+    [
+        "client_id",
+        "name",
+        "type",
+        "auth_method",
+        "first_party",
+        "redirect_uris",
+        "post_logout_redirect_uris",
+        "backchannel_logout_uri",
+        "grant_types",
+        "id_token_signed_response_alg",
+    ],
+)
 
 TOKEN = obj(
     {
@@ -207,6 +271,52 @@ SCHEMAS: dict[str, Schema] = {
     "AuditList": list_of("AuditEvent"),
     "Token": TOKEN,
     "TokenList": list_of("Token"),
+    "Client": CLIENT,
+    "ClientList": list_of("Client"),
+    "ClientCreate": obj(
+        {
+            "name": CLIENT_NAME,
+            "redirect_uris": REDIRECT_URIS,
+            "post_logout_redirect_uris": POST_LOGOUT_URIS,
+            "backchannel_logout_uri": BACKCHANNEL_URI,
+            "public": {
+                "type": "boolean",
+                "default": False,
+                "description": "A client that cannot keep a secret (single-page or mobile "
+                "app): no secret, PKCE only. Otherwise confidential, with a secret.",
+            },
+        },
+        ["name", "redirect_uris"],
+    ),
+    "ClientCreated": {
+        **CLIENT,
+        "properties": {
+            **CLIENT["properties"],
+            "client_secret": {
+                **NULLABLE_STR,
+                "description": "The secret, shown this once only (null for a public client).",
+            },
+        },
+        "required": [*CLIENT["required"], "client_secret"],
+    },
+    "ClientPatch": {
+        **obj(
+            {
+                "name": CLIENT_NAME,
+                "redirect_uris": REDIRECT_URIS,
+                "post_logout_redirect_uris": POST_LOGOUT_URIS,
+                "backchannel_logout_uri": BACKCHANNEL_URI,
+            }
+        ),
+        "minProperties": 1,
+    },
+    "ClientSecret": obj(
+        {
+            "client_id": STR,
+            "client_secret": {"type": "string", "description": "Shown this once only."},
+        },
+        ["client_id", "client_secret"],
+    ),
     "TokenCreate": obj({"name": text(100, default="API token")}),
     "TokenCreated": {
         **TOKEN,

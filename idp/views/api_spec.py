@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from idp.config import Settings
-from idp.views.api_schemas import ID, PLAIN, TIME, Schema, ref, schemas, string
+from idp.views.api_schemas import CLIENT_ID, ID, PLAIN, TIME, Schema, ref, schemas, string
 
 PROBLEM = "application/problem+json"
 ERRORS = {
@@ -80,6 +80,7 @@ AUDIT_FILTERS = [
 ]
 
 MEMBER_ID = [_path_id("member_id")]
+CLIENT_PARAM = [{"name": "client_id", "in": "path", "required": True, "schema": CLIENT_ID}]
 ROLE_ID = [_path_id("role_id")]
 
 PATHS: dict[str, Any] = {
@@ -174,6 +175,35 @@ PATHS: dict[str, Any] = {
             _ok(200, "AuditList", "A page of events."), params=AUDIT_FILTERS + PAGING,
         ),
     },
+    "/api/v1/clients": {
+        "get": _op(
+            "listClients", "The organisation's OpenID Connect clients, by name", "clients",
+            _ok(200, "ClientList", "A page of clients."), params=PAGING,
+        ),
+        "post": _op(
+            "createClient", "Register a (third-party) client; a confidential one's secret is "
+            "answered once", "clients", _ok(201, "ClientCreated", "Registered."),
+            body="ClientCreate",
+        ),
+    },
+    "/api/v1/clients/{client_id}": {
+        "parameters": CLIENT_PARAM,
+        "get": _op("getClient", "One client", "clients", _ok(200, "Client", "The client.")),
+        "patch": _op(
+            "updateClient", "Rename a client or replace its URIs (each list whole)", "clients",
+            _ok(200, "Client", "The client after the change."), body="ClientPatch",
+        ),
+        "delete": _op(
+            "deleteClient", "Delete a client and everything issued to it", "clients", NO_CONTENT
+        ),
+    },
+    "/api/v1/clients/{client_id}/secret": {
+        "parameters": CLIENT_PARAM,
+        "post": _op(
+            "resetClientSecret", "A new secret for a confidential client (answered once); "
+            "the old one stops working at once", "clients", _ok(200, "ClientSecret", "Made."),
+        ),
+    },
     "/api/v1/tokens": {
         "get": _op(
             "listTokens", "Your API tokens (the organisation's, with members.manage)", "tokens",
@@ -214,9 +244,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "Manage an organisation's members (and their second factors), roles, security "
-                "settings (the two-factor policy among them) and API tokens, and "
-                "read its audit log. Authenticate with a personal API token (`bascule tokens "
-                "create`, or POST /api/v1/tokens) sent as `Authorization: Bearer <token>`. "
+                "settings (the two-factor policy among them), OpenID Connect clients and API "
+                "tokens, and read its audit log. Authenticate with a personal API token "
+                "(`bascule tokens create`, or POST /api/v1/tokens) sent as "
+                "`Authorization: Bearer <token>`. "
                 "Errors are RFC 9457 problem documents (application/problem+json). Lists take "
                 "`page` and `per_page` and answer `items`, `total`, `page` and `per_page`."
             ),

@@ -20,9 +20,10 @@ from idp.models import User
 from idp.services import admin_overview
 from idp.services.authz import Forbidden, Principal
 from idp.services.errors import NotFound, ServiceError
-from idp.views._helpers import principal_for
+from idp.views._helpers import principal_for, use_client_ids
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+use_client_ids(bp)
 
 # A service's refusal that the page explains in place; Forbidden and NotFound are not caught
 # here, so they stay the 403 and 404 pages.
