@@ -37,6 +37,16 @@ log = logging.getLogger("bascule.oidc")
 _deliveries = ThreadPoolExecutor(max_workers=4, thread_name_prefix="backchannel-logout")
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect could lead the IdP's own request somewhere the registration did not say."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
 def install() -> None:
     """Listen for session ends (idempotent: one listener per process)."""
     sessions.on_end(_session_ended)
@@ -86,7 +96,7 @@ def _deliver(client_id: str, uri: str, token: str) -> None:
         uri, data=data, headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=DELIVERY_TIMEOUT_SECONDS) as answer:  # noqa: S310
+        with _opener.open(request, timeout=DELIVERY_TIMEOUT_SECONDS) as answer:
             log.info("back-channel logout to %s: HTTP %s", client_id, answer.status)
     except (urllib.error.URLError, OSError) as exc:
         log.warning("back-channel logout to %s failed: %s", client_id, exc)
