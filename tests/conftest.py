@@ -160,7 +160,10 @@ def server() -> Iterator[tuple[str, FlaskHolder]]:
     """A real HTTP server on loopback; the app is plugged in once its URL is known."""
     holder = FlaskHolder()
     http = make_server("127.0.0.1", 0, holder, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for it, and every test using the server pays it once.
+    thread = threading.Thread(
+        target=http.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     yield f"http://127.0.0.1:{http.server_port}", holder
     http.shutdown()

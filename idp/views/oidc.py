@@ -11,6 +11,7 @@ from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from idp.common.redirects import MAX_TARGET
 from idp.extensions import csrf, db
 from idp.models import User
 from idp.runtime import runtime
@@ -103,8 +104,6 @@ def consent_decision() -> BaseResponse | tuple[str, int]:
 
 def _authorize(consented: bool, answered: bool = False) -> BaseResponse | tuple[str, int]:
     server = oidc_server()
-    if "request" in request.values or "request_uri" in request.values:
-        return _error_page("Request objects (request, request_uri) are not supported.")
     try:
         grant = server.get_consent_grant(end_user=None)
     except OAuth2Error as error:
@@ -113,6 +112,11 @@ def _authorize(consented: bool, answered: bool = False) -> BaseResponse | tuple[
     scope: str = grant.request.scope
     redirect_uri: str = grant.redirect_uri
     state = request.values.get("state")
+    for name in ("request", "request_uri"):  # OpenID Connect Core 6: said to the client
+        if name in request.values:
+            return _redirect_error(
+                redirect_uri, f"{name}_not_supported", "Request objects are not supported.", state
+            )
     user = current_user()
     session = server_session()
     if answered and not consented:
@@ -139,6 +143,10 @@ def _authorize(consented: bool, answered: bool = False) -> BaseResponse | tuple[
     )
     if outcome.error is not None:
         return _redirect_error(redirect_uri, outcome.error, outcome.description, state)
+    if outcome.step in (Step.LOGIN, Step.REAUTH) and len(_resume_url()) > MAX_TARGET:
+        # Sign-in carries the request in `next`, which keeps MAX_TARGET characters: cut
+        # short, it would come back as another request (without its state, PKCE or prompt).
+        return _redirect_error(redirect_uri, "invalid_request", "The request is too long.", state)
     if outcome.step is Step.LOGIN:
         hint = request.values.get("login_hint", "")[:254]
         return _redirect(url_for("auth.login", next=_resume_url(), email=hint or None))
@@ -262,7 +270,9 @@ def end_session() -> BaseResponse | tuple[str, int]:
     session = server_session()
     if user is None:
         return _signed_out(wanted)
-    if wanted.trusted and wanted.hinted_sid in {session.sid, None}:
+    # The hint proves the request for the session it names only: one naming none (or
+    # another) would let any page sign the user out with an ID token its own RP holds.
+    if wanted.trusted and wanted.hinted_sid == session.sid:
         return _sign_out(wanted, user.id)
     return render_template("idp/oidc/logout_confirm.html", params=params, client=wanted.client)
 

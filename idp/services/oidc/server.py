@@ -18,6 +18,7 @@ from typing import Any
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import (
     ClientMixin,
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -47,6 +48,7 @@ from idp.services.oidc.tokens import Refresh, Subject
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 CONFIDENTIAL_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 JTI_PREFIX = "oidc:client-assertion:"
+MAX_NONCE = 512  # AuthorizationCode.nonce
 
 
 def _origin_of(request: OAuth2Request) -> Origin:
@@ -66,7 +68,8 @@ class Client(ClientMixin):  # type: ignore[misc]
         return None  # OpenID Connect requires redirect_uri in every request
 
     def get_allowed_scope(self, scope: str | None) -> str:
-        return " ".join(s for s in (scope or "").split() if s in claims.SCOPES)
+        # Each once: a scope repeated a thousand times must not outgrow the scope columns.
+        return " ".join(dict.fromkeys(s for s in (scope or "").split() if s in claims.SCOPES))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.model.redirect_uris  # exact match, no prefixes
@@ -138,6 +141,13 @@ def _issue(
 
 class CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
+
+    def validate_authorization_request(self) -> str:
+        redirect_uri: str = super().validate_authorization_request()
+        nonce = self.request.payload.data.get("nonce")
+        if nonce and len(nonce) > MAX_NONCE:  # kept with the code: longer would not fit
+            raise InvalidRequestError("nonce is too long.", redirect_uri=redirect_uri)
+        return redirect_uri
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         data = request.payload.data
@@ -315,7 +325,12 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
 
     def authenticate_token(self, request: OAuth2Request, client: Client) -> _TokenLookup | None:
         self.check_params(request, client)
-        return _lookup(request, client)
+        found = _lookup(request, client)
+        # Replacing authlib's lookup must keep its permission check: a token the client may
+        # not see is reported as not active (RFC 7662 2.2), not described.
+        if found is None or not self.check_permission(found, client, request):
+            return None
+        return found
 
     def check_permission(self, token: _TokenLookup, client: Client, request: Any) -> bool:
         # A client may introspect what was issued to it; the gateway (first party) any token.
@@ -355,6 +370,18 @@ class Server(AuthorizationServer):  # type: ignore[misc]
     def query_client(self, client_id: str) -> Client | None:
         model = clients.get(client_id)
         return Client(model) if model is not None else None
+
+    def authenticate_client(
+        self, request: OAuth2Request, methods: Any, endpoint: str = "token"
+    ) -> Client:
+        try:
+            return super().authenticate_client(request, methods, endpoint)  # type: ignore[no-any-return]
+        except UnicodeDecodeError:
+            # authlib decodes a Basic header as UTF-8 unguarded: bytes that are not UTF-8 are
+            # a client that fails to authenticate, not a server error.
+            raise InvalidClientError(
+                status_code=401, description="The client credentials are malformed."
+            ) from None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         """Our grants persist what they issue themselves."""

@@ -220,11 +220,10 @@ def revoke_grant(grant_id: str, reason: str, *, origin: Origin, outcome: str = "
     """End a grant: its refresh tokens stop working now, its access tokens at their next
     check (the store marker lives as long as they could)."""
     grant = db.session.get(TokenGrant, grant_id)
-    if grant is None:
-        return
+    if grant is None or grant.revoked_at is not None:
+        return  # ended already (a code replayed again): its marker outlives its tokens
     now = runtime().clock()
-    if grant.revoked_at is None:
-        grant.revoked_at = _at(now)
+    grant.revoked_at = _at(now)
     runtime().store.put(REVOKED_GRANT_PREFIX + grant_id, reason, ACCESS_TOKEN_SECONDS + 60)
     audit.record(
         "oidc.grant.revoke",
@@ -360,7 +359,7 @@ def check_access_token(token: str) -> AccessToken | None:
         return None
     if sid and not _live_record(found[2], now):
         return None
-    if sid:
+    if grant_id != "cc":  # a user's token, with a session or not (offline refreshes have none)
         user = db.session.get(User, body.get("sub"))
         if user is None or not user.is_active:
             return None
