@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
 
 from gateway import config as gateway_config
 from gateway import decisions, identity, pages, paths, proxy, sessions, websocket
@@ -157,9 +158,16 @@ class Gateway:
         self, request: web.Request, path_and_query: str, caller: Caller | None
     ) -> web.StreamResponse:
         headers = proxy.upstream_headers(
-            request, self.identity_headers(caller), self.client_ip(request), self.config.cookie_name
+            request,
+            self.identity_headers(caller),
+            self.client_ip(request),
+            self.config.public_url,
+            self.config.private_cookies,
         )
-        url = self.policy.upstream.url.rstrip("/") + path_and_query
+        # encoded=True: the target goes out exactly as normalised and judged. yarl would
+        # otherwise re-quote it (``%41`` to ``A``, ``%2f`` to ``/`` in the query, ``%21`` to
+        # ``!`` in the path), and the upstream would read something the policy never saw.
+        url = URL(self.policy.upstream.url.rstrip("/") + path_and_query, encoded=True)
         if websocket.is_upgrade(request):
             return await websocket.bridge(request, self.upstream, url, headers)
         return await proxy.forward(

@@ -16,7 +16,10 @@ from idp.config import Settings
 CLIENT_ID = "bascule-gateway"
 SECRET_FILE = "gateway-client.secret"  # noqa: S105 - a file name
 DEMO_POLICY = Path(__file__).resolve().parent / "demo_policy.toml"
-UPSTREAM_TIMEOUT_SECONDS = 30.0
+# The IdP's session cookie (idp/runtime.py), both spellings. Cookies ignore ports: where the
+# IdP shares the gateway's host name the browser sends it here too, and the upstream must
+# never see it (it is the user's whole IdP session).
+IDP_SESSION_COOKIES = frozenset({"bascule_session", "__Host-bascule_session"})
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class GatewayConfig:
     policy: Policy
     client_secret: str
     signer: Signer
-    upstream_timeout: float = UPSTREAM_TIMEOUT_SECONDS
+    upstream_timeout: float
 
     @property
     def issuer(self) -> str:
@@ -39,6 +42,11 @@ class GatewayConfig:
     def cookie_name(self) -> str:
         # Cookies ignore ports: the IdP's cookie on the same host must not be ours.
         return "bascule_gateway" if self.settings.is_dev else "__Host-bascule_gateway"
+
+    @property
+    def private_cookies(self) -> frozenset[str]:
+        """Cookies that stop at the gateway: its own session's and the IdP's."""
+        return IDP_SESSION_COOKIES | {self.cookie_name}
 
     @property
     def secure_cookies(self) -> bool:
@@ -67,4 +75,5 @@ def load(settings: Settings) -> GatewayConfig:
         policy=policy,
         client_secret=secret,
         signer=gateway_key.signer(settings.keys_dir, keyring),
+        upstream_timeout=settings.gateway_upstream_timeout,
     )

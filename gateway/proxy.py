@@ -2,14 +2,20 @@
 
 Request and response bodies are copied chunk by chunk (a 1 GiB upload costs a chunk of
 memory, not a gigabyte). Hop-by-hop headers, and any header the ``Connection`` header names,
-stop here; so does every incoming ``X-Bascule-*`` and ``X-Forwarded-*`` (ours replace them).
+stop here; so does every incoming ``X-Bascule-*`` and ``X-Forwarded-*`` (ours replace them),
+and every header that makes some upstream read another path, method or client than the one
+the policy judged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from urllib.parse import urlsplit
+
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from gateway import pages
 
@@ -20,6 +26,23 @@ HOP_BY_HOP = frozenset(
         "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection", "host",
     }
 )  # fmt: skip
+# Never passed on, whatever the policy decided. Symfony, IIS and some rewrite modules route by
+# X-Original-URL/X-Rewrite-URL, many frameworks take the method from an override header, and
+# apps behind "trusted" proxies read the client from Forwarded or X-Real-IP: a request the
+# policy allowed as ``GET /inbox`` would otherwise be served as ``DELETE /billing``.
+UNTRUSTED = frozenset(
+    {
+        "forwarded", "x-real-ip", "x-original-url", "x-rewrite-url", "x-original-uri",
+        "x-original-method", "x-http-method-override", "x-http-method", "x-method-override",
+    }
+)  # fmt: skip
+# aiohttp adds these when they are missing; the upstream must get the client's or none. An
+# Accept-Encoding the client never sent would have the upstream compress an answer the client
+# cannot read (it is passed on as it comes, never decompressed).
+CLIENT_ONLY = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
+# Ours to set: incoming ones are lies. The underscore spelling too: servers that map names to
+# CGI variables (older gunicorn, uWSGI, PHP) read X_Bascule_User as X-Bascule-User.
+OURS = ("x-bascule-", "x-forwarded-")
 
 
 def _dropped(headers: CIMultiDictProxy[str]) -> frozenset[str]:
@@ -33,36 +56,43 @@ def _dropped(headers: CIMultiDictProxy[str]) -> frozenset[str]:
 
 
 def upstream_headers(
-    request: web.Request, identity: dict[str, str], client_ip: str, cookie_name: str
+    request: web.Request,
+    identity: dict[str, str],
+    client_ip: str,
+    public_url: str,
+    private_cookies: Collection[str],
 ) -> CIMultiDict[str]:
-    dropped = _dropped(request.headers)
+    dropped = _dropped(request.headers) | UNTRUSTED
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in request.headers.items():
         lower = name.lower()
-        if lower in dropped or lower.startswith(("x-bascule-", "x-forwarded-")):
+        if lower in dropped or lower.replace("_", "-").startswith(OURS):
             continue
         if lower == "cookie":
-            value = _without_cookie(value, cookie_name)
+            value = _without_cookies(value, private_cookies)
             if not value:
                 continue
         out.add(name, value)
+    # Host and scheme from our configuration: the Host header is the client's to choose, and
+    # an upstream building links from X-Forwarded-Host would send them to the client's site.
+    public = urlsplit(public_url)
     out["X-Forwarded-For"] = client_ip
-    out["X-Forwarded-Proto"] = request.scheme
-    out["X-Forwarded-Host"] = request.host
+    out["X-Forwarded-Proto"] = public.scheme
+    out["X-Forwarded-Host"] = public.netloc
     out.update(identity)
     return out
 
 
-def _without_cookie(header: str, name: str) -> str:
-    """The upstream never sees the gateway's own session cookie."""
-    kept = [part for part in header.split(";") if part.strip().split("=", 1)[0] != name]
+def _without_cookies(header: str, names: Collection[str]) -> str:
+    """The upstream never sees the session cookies of the gateway or the IdP."""
+    kept = [part for part in header.split(";") if part.strip().split("=", 1)[0] not in names]
     return ";".join(kept).strip()
 
 
 async def forward(
     request: web.Request,
     http: aiohttp.ClientSession,
-    url: str,
+    url: URL,
     headers: CIMultiDict[str],
     timeout: float,
 ) -> web.StreamResponse:
@@ -75,6 +105,7 @@ async def forward(
             data=body,
             allow_redirects=False,
             auto_decompress=False,
+            skip_auto_headers=CLIENT_ONLY,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=timeout),
         )
     except TimeoutError:

@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from gateway import pages
 
@@ -22,13 +23,15 @@ def is_upgrade(request: web.Request) -> bool:
 
 
 async def bridge(
-    request: web.Request, http: aiohttp.ClientSession, url: str, headers: CIMultiDict[str]
+    request: web.Request, http: aiohttp.ClientSession, url: URL, headers: CIMultiDict[str]
 ) -> web.StreamResponse:
     protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     forwarded = {k: v for k, v in headers.items() if k.lower() not in WEBSOCKET_HEADERS}
     try:
         upstream = await http.ws_connect(
-            url.replace("http", "ws", 1), headers=forwarded, protocols=[p for p in protocols if p]
+            url.with_scheme("wss" if url.scheme == "https" else "ws"),
+            headers=forwarded,
+            protocols=[p for p in protocols if p],
         )
     except (aiohttp.ClientError, TimeoutError):
         return pages.problem(request, 502, "The application cannot be reached.")

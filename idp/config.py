@@ -40,6 +40,16 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _seconds_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        number = float(value)
+        if not low <= number <= high:  # also refuses nan
+            raise ValueError(f"expected a number of seconds from {low:g} to {high:g}")
+        return number
+
+    return parse
+
+
 def _url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -73,6 +83,8 @@ class Settings:
     # Where the gateway sends requests, overriding the policy's [upstream] url (``bascule
     # serve`` points the bundled demo policy at the messaging app it runs).
     upstream_url: str | None = None
+    # How long the gateway waits for the upstream to send something before answering 504.
+    gateway_upstream_timeout: float = 30.0
     dev: bool | None = None
     smtp_url: str | None = None
     mail_from: str = "Bascule <no-reply@localhost>"
@@ -111,6 +123,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "bcrypt_rounds": _int_between(4, 31),
     "gateway_policy": _path,
     "upstream_url": _url,
+    "gateway_upstream_timeout": _seconds_between(0.1, 3600),
     "dev": _bool,
     "smtp_url": _optional_str,
     "mail_from": str,

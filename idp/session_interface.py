@@ -23,7 +23,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         super().__init__(record.data, on_update)
         self.record = record
         self.token = token
-        self.previous_token: str | None = None
+        self.ended: tuple[str, str | None] | None = None  # (sid, uid) of a session replaced
         self.issue_cookie = False
         self.destroyed = False
         self.modified = False
@@ -33,10 +33,9 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         return sessions.session_id(self.token) if self.token else None
 
     def rotate(self) -> None:
-        """A fresh token (and id): at sign-in and privilege change, against session fixation."""
-        if self.token and self.previous_token is None:
-            self.previous_token = self.token
-        self.token = sessions.new_token()
+        """A fresh secret under the same id: at sign-in and privilege change, against session
+        fixation. Applications bound to the session id stay signed in."""
+        self.token = sessions.rotated(self.token) if self.token else sessions.new_token()
         self.issue_cookie = True
         self.modified = True
 
@@ -48,7 +47,14 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         now: float,
         limits: sessions.Limits | None = None,
     ) -> None:
-        """Become ``uid``'s session under a new token; ``limits`` are the organisation's."""
+        """Become ``uid``'s session under a new secret; ``limits`` are the organisation's.
+
+        Another user's session is ended, not taken over: the new user gets a new session id,
+        so nothing bound to the old one (OIDC grants, the gateway) carries over.
+        """
+        if self.token and self.record.uid not in (None, uid):
+            self.ended = (sessions.session_id(self.token), self.record.uid)
+            self.token = None
         self.rotate()
         self.record.uid, self.record.org_id = uid, org_id
         self.record.auth_time, self.record.amr = now, amr
@@ -87,9 +93,8 @@ class StoreSessionInterface(SessionInterface):
         rt = self.runtime
         cookie = rt.session_cookie_name
         secure = not rt.settings.is_dev
-        if session.previous_token:
-            old_sid = sessions.session_id(session.previous_token)
-            sessions.destroy(rt.store, old_sid, session.record.uid)
+        if session.ended:
+            sessions.destroy(rt.store, *session.ended)
         if session.destroyed:
             if session.sid:
                 sessions.destroy(rt.store, session.sid, session.record.uid)

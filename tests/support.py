@@ -13,7 +13,7 @@ from flask import Flask
 from idp.extensions import db
 from idp.models import User
 from idp.runtime import runtime
-from idp.services import api_tokens, authz, credentials, orgs, users
+from idp.services import api_tokens, authz, credentials, orgs, sessions, users
 from idp.services.audit import ANONYMOUS, CLI
 
 STRONG_PASSWORD = "correct horse battery staple 42"
@@ -76,6 +76,13 @@ def make_user(
 
 def session_cookie(client: httpx.Client) -> str | None:
     return client.cookies.get("bascule_session")
+
+
+def sid_of(client: httpx.Client) -> str:
+    """The public id of the IdP session this client holds (the OIDC ``sid``)."""
+    cookie = session_cookie(client)
+    assert cookie
+    return sessions.session_id(cookie)
 
 
 class Browsers:

@@ -31,6 +31,8 @@ class SessionRecord:
     auth_time: float | None = None
     amr: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    # SHA-256 of the cookie's secret half; a new secret (rotation) keeps the session's id.
+    secret_hash: str | None = None
     # Tighter limits set by the organisation at sign-in (None: the instance's).
     idle_seconds: int | None = None
     absolute_seconds: int | None = None

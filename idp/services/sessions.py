@@ -1,16 +1,20 @@
 """Server-side sessions in the shared store.
 
-The browser holds only a random token. The store key is the token's SHA-256, so a copy of
-the store does not hand out live cookies; that hash is also the session's public id (the
-OIDC ``sid`` and what the sessions page revokes). Each record carries its own creation and
-last-seen times: the idle and absolute limits are checked on every load against the clock,
-and the store's TTL only cleans up.
+The browser holds ``<id>.<secret>``. The id is the session's public name (the store key, the
+OIDC ``sid``, what the sessions page revokes); the record keeps only the secret's SHA-256, so
+a copy of the store does not hand out live cookies. Rotation (sign-in, privilege change)
+replaces the secret and keeps the id, so applications signed in through this session stay
+bound to it; a different user signing in gets a new session altogether. Each record carries
+its own creation and last-seen times: the idle and absolute limits are checked on every load
+against the clock, and the store's TTL only cleans up.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,22 +37,38 @@ def on_end(listener: Callable[[str, str | None], None]) -> None:
         _end_listeners.append(listener)
 
 
+_TOKEN = re.compile(r"^([0-9a-f]{64})\.([A-Za-z0-9_-]{43})$")
+
+
 def new_token() -> str:
-    return secrets.token_urlsafe(32)
+    """A new session: a new id and a new secret."""
+    return f"{secrets.token_hex(32)}.{secrets.token_urlsafe(32)}"
+
+
+def rotated(token: str) -> str:
+    """The same session under a new secret: the old cookie value stops working."""
+    return f"{session_id(token)}.{secrets.token_urlsafe(32)}"
 
 
 def session_id(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+    return token.partition(".")[0]
+
+
+def _secret_hash(token: str) -> str:
+    return hashlib.sha256(token.partition(".")[2].encode()).hexdigest()
 
 
 def load(store: Store, token: str, now: float, limits: Limits) -> SessionRecord | None:
-    """The live session for a cookie token, or None if unknown, expired or revoked."""
-    if not token or len(token) > 128:
+    """The live session for a cookie token, or None if unknown, expired, revoked or a
+    superseded secret."""
+    if not _TOKEN.match(token or ""):
         return None
     raw = store.get(SESSION_PREFIX + session_id(token))
     if raw is None:
         return None
     record = SessionRecord(**json.loads(raw))
+    if not hmac.compare_digest(record.secret_hash or "", _secret_hash(token)):
+        return None
     if record.expired(now, limits):
         destroy(store, session_id(token), record.uid)
         return None
@@ -57,6 +77,7 @@ def load(store: Store, token: str, now: float, limits: Limits) -> SessionRecord 
 
 def save(store: Store, token: str, record: SessionRecord, now: float, limits: Limits) -> None:
     sid = session_id(token)
+    record.secret_hash = _secret_hash(token)
     store.put(SESSION_PREFIX + sid, json.dumps(asdict(record)), record.ttl(now, limits))
     if record.uid:
         store.sadd(USER_INDEX_PREFIX + record.uid, sid, limits.absolute_seconds)

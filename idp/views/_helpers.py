@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, g, redirect, request, session, url_for
 from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response
 
@@ -44,7 +45,11 @@ def form_targets() -> set[str]:
     ``form-action`` to every hop): where a sign-in in progress returns to afterwards."""
     targets: set[str] = set(g.get("form_targets", ()))
     pending = session.get(login_state.SESSION_KEY) or {}
-    for next_url in (request.values.get("next"), pending.get("next_url")):
+    try:
+        asked = request.values.get("next")
+    except HTTPException:  # the body itself was refused (too large): this is its error page
+        asked = request.args.get("next")
+    for next_url in (asked, pending.get("next_url")):
         if next_url:
             origin = clients.form_target(str(next_url)[:MAX_TARGET], runtime().settings.issuer)
             if origin:

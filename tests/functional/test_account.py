@@ -7,7 +7,6 @@ import dataclasses
 import email
 import email.message
 import email.policy
-import hashlib
 import itertools
 import re
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.support import (
     make_user,
     post_form,
     session_cookie,
+    sid_of,
     sign_in,
 )
 
@@ -84,12 +84,6 @@ def audit_events(event: str) -> list[Row[Any]]:
     result = list(rows.all())
     db.session.rollback()
     return result
-
-
-def sid_of(browser: httpx.Client) -> str:
-    cookie = session_cookie(browser)
-    assert cookie
-    return hashlib.sha256(cookie.encode("ascii")).hexdigest()
 
 
 def outbox(app: Flask) -> Path:

@@ -567,11 +567,6 @@ def test_oversized_authorization_requests_are_answered_not_cut_short(
     assert error_redirect(answer, rp, long_state) == "invalid_request"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="idp/web.py security_headers reads request.values (idp/views/_helpers.py "
-    "form_targets) while answering 413, which raises again: 500",
-)
 def test_oversized_body_is_413(rp: RP) -> None:
     answer = rp.post("/oauth2/token", {"grant_type": "refresh_token", "x": "y" * 2**21})
     assert answer.status_code == 413

@@ -7,7 +7,7 @@ import re
 import httpx
 
 from tests.gateway.conftest import Stack
-from tests.support import csrf_token
+from tests.support import STRONG_PASSWORD, csrf_token, make_user
 
 HTML = {"Accept": "text/html"}
 
@@ -41,3 +41,18 @@ def hidden(page: str, name: str) -> str:
     match = re.search(rf'name="{name}" value="([^"]*)"', page)
     assert match, f"no {name} field"
     return match.group(1).replace("&amp;", "&")
+
+
+COOKIE = "bascule_gateway"  # the gateway's cookie in development mode (plain http)
+
+
+def gateway_cookie(stack: Stack, email: str, role: str, path: str = "/inbox") -> str:
+    """A new user of ``role`` in the demo organisation, signed in through the gateway:
+    the value of their gateway cookie (``<token>.<idp sid>.<user id>``)."""
+    make_user(stack.idp, email, org_slug="demo", role=role)
+    with httpx.Client(timeout=30) as client:
+        landed = sign_in_through_gateway(client, stack, email, STRONG_PASSWORD, path)
+        assert landed.status_code == 200, landed.text[:300]
+        value = client.cookies.get(COOKIE)
+    assert value, "no gateway cookie after sign-in"
+    return value
