@@ -97,6 +97,7 @@ async def look_up(
 async def touch(
     store: GatewayStore, sid: str, record: SessionRecord, now: float, limits: Limits
 ) -> None:
-    """Activity through the gateway keeps the IdP session from idling out (once a minute)."""
+    """Activity through the gateway keeps the IdP session from idling out (once a minute).
+    Only while it exists: a touch racing a revocation must not bring the session back."""
     record.last_seen = now
-    await store.put(SESSION_PREFIX + sid, json.dumps(asdict(record)), record.ttl(now, limits))
+    await store.replace(SESSION_PREFIX + sid, json.dumps(asdict(record)), record.ttl(now, limits))

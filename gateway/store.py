@@ -4,25 +4,20 @@ The hot path is one read of several keys: on Redis it is a native asyncio MGET; 
 store (the embedded default) it runs in a thread. Writes are rare (sign-in, sign-out, a
 session's last-seen) and go through the synchronous store in a thread.
 
-Any failure to reach the store is StoreUnavailable, so every caller fails closed with a 503:
-the SQL store lets a refused connection through as SQLAlchemy's own error, caught here.
+Any failure to reach the store is StoreUnavailable, so every caller fails closed with a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 
 from idp.common.store import Store, StoreUnavailable, open_store
 
 NAMESPACE = "bascule:"
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 class GatewayStore:
@@ -40,7 +35,7 @@ class GatewayStore:
     async def get_many(self, keys: Sequence[str]) -> list[str | None]:
         """One round trip; raises StoreUnavailable, and the caller fails closed."""
         if self._redis is None:
-            return await self._in_thread(self.sync.get_many, keys)
+            return await asyncio.to_thread(self.sync.get_many, keys)
         try:
             found = await self._redis.mget([self.namespace + key for key in keys])
         except RedisError as exc:
@@ -48,28 +43,25 @@ class GatewayStore:
         return [value if value is None else str(value) for value in found]
 
     async def put(self, key: str, value: str, ttl: float) -> None:
-        await self._in_thread(self.sync.put, key, value, ttl)
+        await asyncio.to_thread(self.sync.put, key, value, ttl)
+
+    async def replace(self, key: str, value: str, ttl: float) -> bool:
+        return await asyncio.to_thread(self.sync.replace, key, value, ttl)
 
     async def take(self, key: str) -> str | None:
-        return await self._in_thread(self.sync.take, key)
+        return await asyncio.to_thread(self.sync.take, key)
 
     async def delete(self, *keys: str) -> None:
-        await self._in_thread(self.sync.delete, *keys)
+        await asyncio.to_thread(self.sync.delete, *keys)
 
     async def sadd(self, key: str, member: str, ttl: float) -> None:
-        await self._in_thread(self.sync.sadd, key, member, ttl)
+        await asyncio.to_thread(self.sync.sadd, key, member, ttl)
 
     async def smembers(self, key: str) -> set[str]:
-        return await self._in_thread(self.sync.smembers, key)
+        return await asyncio.to_thread(self.sync.smembers, key)
 
     async def ping(self) -> None:
-        await self._in_thread(self.sync.ping)
-
-    async def _in_thread(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await asyncio.to_thread(call, *args, **kwargs)
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(f"sql store: {exc}") from exc
+        await asyncio.to_thread(self.sync.ping)
 
     async def close(self) -> None:
         if self._redis is not None:

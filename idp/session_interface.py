@@ -24,6 +24,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.record = record
         self.token = token
         self.ended: tuple[str, str | None] | None = None  # (sid, uid) of a session replaced
+        self.stored = token is not None  # the record exists in the store already
         self.issue_cookie = False
         self.destroyed = False
         self.modified = False
@@ -54,7 +55,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         """
         if self.token and self.record.uid not in (None, uid):
             self.ended = (sessions.session_id(self.token), self.record.uid)
-            self.token = None
+            self.token, self.stored = None, False
         self.rotate()
         self.record.uid, self.record.org_id = uid, org_id
         self.record.auth_time, self.record.amr = now, amr
@@ -111,7 +112,13 @@ class StoreSessionInterface(SessionInterface):
         if session.modified or session.issue_cookie or stale:
             record.data = dict(session)
             record.last_seen = now
-            sessions.save(rt.store, session.token, record, now, rt.session_limits)
+            new = not session.stored
+            if not sessions.save(rt.store, session.token, record, now, rt.session_limits, new=new):
+                # Revoked while this request ran: it stays ended, and so does the cookie.
+                response.delete_cookie(
+                    cookie, path="/", secure=secure, httponly=True, samesite="Lax"
+                )
+                return
         if session.issue_cookie:
             response.set_cookie(
                 cookie, session.token, path="/", secure=secure, httponly=True, samesite="Lax"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import redis
@@ -28,9 +29,11 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from idp.common.database import make_engine
 from idp.common.schema import metadata
@@ -47,6 +50,7 @@ class Store(Protocol):
     def get_many(self, keys: Sequence[str]) -> list[str | None]: ...
     def put(self, key: str, value: str, ttl: float) -> None: ...
     def add(self, key: str, value: str, ttl: float) -> bool: ...
+    def replace(self, key: str, value: str, ttl: float) -> bool: ...
     def take(self, key: str) -> str | None: ...
     def delete(self, *keys: str) -> None: ...
     def incr(self, key: str, ttl: float) -> int: ...
@@ -109,6 +113,9 @@ class RedisStore:
 
     def add(self, key: str, value: str, ttl: float) -> bool:
         return bool(self._run(lambda: self._redis.set(self._k(key), value, px=_ms(ttl), nx=True)))
+
+    def replace(self, key: str, value: str, ttl: float) -> bool:
+        return bool(self._run(lambda: self._redis.set(self._k(key), value, px=_ms(ttl), xx=True)))
 
     def take(self, key: str) -> str | None:
         return self._run(lambda: self._redis.getdel(self._k(key)))
@@ -177,10 +184,14 @@ class SqlStore:
             "sqlite": sqlite.insert,
         }[dialect]
 
-    def _tx(self):  # type: ignore[no-untyped-def]
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """One transaction; a database that cannot be reached (on connect or mid-way) is
+        StoreUnavailable, so callers fail closed. Other errors are bugs and stay what they are."""
         try:
-            return self._engine.begin()
-        except Exception as exc:  # the driver's own errors differ by database
+            with self._engine.begin() as conn:
+                yield conn
+        except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(f"sql store: {exc}") from exc
 
     def _live(self, now: float):  # type: ignore[no-untyped-def]
@@ -224,6 +235,16 @@ class SqlStore:
         ).returning(kv_entries.c.key)
         with self._tx() as conn:
             return conn.execute(stmt).first() is not None
+
+    def replace(self, key: str, value: str, ttl: float) -> bool:
+        now = self._clock()
+        stmt = (
+            update(kv_entries)
+            .where(kv_entries.c.key == key, self._live(now))
+            .values(value=value, expires_at=now + ttl)
+        )
+        with self._tx() as conn:
+            return bool(conn.execute(stmt).rowcount)
 
     def take(self, key: str) -> str | None:
         now = self._clock()

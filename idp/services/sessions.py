@@ -75,12 +75,21 @@ def load(store: Store, token: str, now: float, limits: Limits) -> SessionRecord 
     return record
 
 
-def save(store: Store, token: str, record: SessionRecord, now: float, limits: Limits) -> None:
+def save(
+    store: Store, token: str, record: SessionRecord, now: float, limits: Limits, *, new: bool
+) -> bool:
+    """Write the session; an existing one only while it still exists, so a write racing a
+    revocation cannot bring the session back. False if it was gone."""
     sid = session_id(token)
     record.secret_hash = _secret_hash(token)
-    store.put(SESSION_PREFIX + sid, json.dumps(asdict(record)), record.ttl(now, limits))
+    key, value, ttl = SESSION_PREFIX + sid, json.dumps(asdict(record)), record.ttl(now, limits)
+    if new:
+        store.put(key, value, ttl)
+    elif not store.replace(key, value, ttl):
+        return False
     if record.uid:
         store.sadd(USER_INDEX_PREFIX + record.uid, sid, limits.absolute_seconds)
+    return True
 
 
 def destroy(store: Store, sid: str, uid: str | None) -> None:
