@@ -25,6 +25,7 @@ from idp.services.errors import NotFound, ServiceError
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 MAX_URIS = 20
+MAX_URI_LENGTH = 2000  # the width of the columns that keep them
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ def check_secret(client: OAuthClient, secret: str | None) -> bool:
 
 def _check_uri(uri: str, allow_http: bool, what: str) -> str:
     """Registered URIs are matched exactly later, so refuse now what could never be safe."""
+    if len(uri) > MAX_URI_LENGTH:
+        raise ServiceError(f"{what} must be at most {MAX_URI_LENGTH} characters long.")
     try:
         parts = urlsplit(uri)
     except ValueError:  # "https://[::1" and the like

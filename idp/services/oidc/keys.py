@@ -61,7 +61,7 @@ def ensure_keys(now: float | None = None) -> bool:
 
 def rotate(*, actor: Actor = audit.ANONYMOUS, origin: Origin = audit.CLI) -> list[str]:
     """New current keys for every algorithm; the old ones sign no more but stay published."""
-    now = datetime.now(UTC)
+    now = datetime.fromtimestamp(runtime().clock(), UTC)
     current = db.session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None)))
     retired = []
     for key in current:
@@ -117,7 +117,7 @@ def _loaded() -> _Loaded:
 
 
 def _load() -> _Loaded:
-    now = datetime.now(UTC)
+    now = datetime.fromtimestamp(runtime().clock(), UTC)
     keys = list(
         db.session.scalars(
             select(SigningKey)

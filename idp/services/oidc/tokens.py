@@ -274,9 +274,10 @@ def access_token(
             "auth_time": int(subject.auth_time),
             "amr": subject.amr,
             "acr": claims.acr(subject.amr),
-            "sid": subject.sid,
             "org_id": subject.org_id,
         }
+        if subject.sid:  # offline access is bound to no session
+            body["sid"] = subject.sid
     return keys.signer("RS256").sign(body, typ="at+jwt"), body
 
 
@@ -300,8 +301,9 @@ def id_token(
         "auth_time": int(subject.auth_time),
         "amr": subject.amr,
         "acr": claims.acr(subject.amr),
-        "sid": subject.sid,
     }
+    if subject.sid:  # offline access is bound to no session
+        body["sid"] = subject.sid
     if nonce:
         body["nonce"] = nonce
     if access:
