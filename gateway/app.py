@@ -12,12 +12,12 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from gateway import config as gateway_config
@@ -27,6 +27,7 @@ from gateway.identity import Caller
 from gateway.idp_client import IdpClient, IdpError, Login
 from gateway.policy import Identity, Outcome
 from gateway.store import NAMESPACE, GatewayStore
+from idp.common import metrics
 from idp.common.redirects import safe_next
 from idp.common.store import StoreUnavailable
 from idp.config import Settings
@@ -95,10 +96,6 @@ class Gateway:
         if decision.outcome is Outcome.DENY:
             return pages.problem(request, 403, f"You may not do this: {decision.reason}.")
         step_up = decision.outcome is Outcome.STEP_UP
-        if step_up and caller is not None and time.time() - caller.auth_time < FRESH_SECONDS:
-            # Just signed in and still not enough (another kind of factor is needed):
-            # sending them round again would loop.
-            return pages.problem(request, 403, f"You may not do this: {decision.reason}.")
         if not pages.is_browser(request):
             message = "Sign in again first." if step_up else "Sign in first (a live session)."
             return pages.problem(request, 401, message)
@@ -117,6 +114,15 @@ class Gateway:
         now = time.time()
         checked = Identity(caller.permissions, caller.amr, caller.auth_time) if caller else None
         decision = self.policy.decide(method, path, ip, checked, now)
+        if (
+            decision.outcome is Outcome.STEP_UP
+            and caller
+            and now - caller.auth_time < FRESH_SECONDS
+        ):
+            # Just signed in and still not enough (another kind of factor is needed): sending
+            # them round again would loop.
+            reason = f"{decision.reason}, which a new sign-in did not give"
+            decision = replace(decision, outcome=Outcome.DENY, reason=reason)
         self.audit.note(decision, method, path, ip, caller)
         return decision, caller
 
@@ -289,18 +295,22 @@ class Gateway:
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         return_to = safe_next(request.query.get("rd"), self.config.public_url, default="/")
-        return await self.start_login(request, return_to)
+        prompt = "login" if request.query.get("reauth") == "1" else None
+        return await self.start_login(request, return_to, prompt)
 
     async def forward_auth(self, request: web.Request) -> web.StreamResponse:
         """For nginx auth_request, Caddy forward_auth, Traefik forwardAuth: 200 with the
         identity headers, 401 (sign in) or 403 (denied); never a redirect (nginx turns a 3xx
         into a 500)."""
-        raw_uri = request.headers.get("X-Original-URI") or request.headers.get("X-Forwarded-Uri")
-        method = (
-            request.headers.get("X-Original-Method")
-            or request.headers.get("X-Forwarded-Method")
-            or "GET"
-        ).upper()
+        uris = {request.headers.get(h) for h in ("X-Original-URI", "X-Forwarded-Uri")} - {None}
+        methods = {request.headers.get(h) for h in ("X-Original-Method", "X-Forwarded-Method")}
+        methods.discard(None)
+        if len(uris) > 1 or len({m.upper() for m in methods if m}) > 1:
+            # A proxy that passes a client's own copy of one of them through must not let the
+            # client choose what is judged: two different answers are refused.
+            return web.Response(status=403, text="Refused: the original request is ambiguous.")
+        raw_uri = next(iter(uris), "")
+        method = (next(iter(methods), None) or "GET").upper()
         try:
             target = paths.normalise(raw_uri or "")
         except paths.AmbiguousPath as exc:
@@ -314,7 +324,10 @@ class Gateway:
         if decision.outcome is Outcome.DENY:
             return web.Response(status=403, text=f"You may not do this: {decision.reason}.")
         original = target.path + (f"?{target.query}" if target.query else "")
-        login = f"{self.config.public_url}/_bascule/login?{urlencode({'rd': original})}"
+        query = {"rd": original}
+        if decision.outcome is Outcome.STEP_UP:
+            query["reauth"] = "1"  # the IdP session is live but not recent enough
+        login = f"{self.config.public_url}/_bascule/login?{urlencode(query)}"
         body = f'<!doctype html><title>Sign in</title><p><a href="{login}">Sign in</a></p>'
         return web.Response(
             status=401, text=body, content_type="text/html", headers={"X-Bascule-Login": login}
@@ -331,7 +344,8 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def metrics(self, _request: web.Request) -> web.StreamResponse:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body, content_type = metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 INTERNAL: dict[tuple[str, str], Callable[[Gateway, web.Request], Awaitable[web.StreamResponse]]] = {

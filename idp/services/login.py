@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from idp import metrics
+from idp.common import metrics
 from idp.common.store import Store
 from idp.extensions import db
 from idp.models import User

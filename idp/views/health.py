@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from idp import metrics
+from idp.common import metrics
 from idp.extensions import db
 from idp.runtime import runtime
 

@@ -147,3 +147,26 @@ def test_decisions_reach_the_audit_log_and_metrics(stack: Stack) -> None:
     assert denial.outcome == "failure" and denial.actor_email == "mo@demo.test"
     assert denial.details["path"] == "/billing" and denial.details["method"] == "GET"
     assert denial.details["permissions"] == ["messages.edit", "messages.send"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_forward_auth_refuses_ambiguous_originals_and_asks_for_step_up(stack: Stack) -> None:
+    owner = make_user(stack.idp, "olga@demo.test", org_slug="demo", role="owner")
+    with httpx.Client(timeout=30) as client:
+        sign_in_through_gateway(client, stack, "olga@demo.test", STRONG_PASSWORD)
+        cookie = {"Cookie": f"bascule_gateway={client.cookies.get('bascule_gateway')}"}
+        auth = stack.gateway_url + "/_bascule/auth"
+        # A client's own X-Original-URI passed through by a proxy that sets X-Forwarded-Uri.
+        two = {**cookie, "X-Original-URI": "/inbox", "X-Forwarded-Uri": "/billing"}
+        assert httpx.get(auth, headers=two).status_code == 403
+        methods = {**cookie, "X-Original-URI": "/inbox", "X-Original-Method": "GET",
+                   "X-Forwarded-Method": "POST"}  # fmt: skip
+        assert httpx.get(auth, headers=methods).status_code == 403
+
+        _age_sessions(owner.id, 3600)
+        stale = httpx.get(auth, headers={**cookie, "X-Original-URI": "/billing"})
+        assert stale.status_code == 401
+        login = stale.headers["X-Bascule-Login"]
+        assert "reauth=1" in login
+        start = client.get(login, headers=HTML)
+        assert start.status_code == 302 and "prompt=login" in start.headers["location"]

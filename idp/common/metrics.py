@@ -1,7 +1,8 @@
-"""Prometheus metrics of the IdP.
+"""Prometheus metrics of the IdP and the gateway.
 
 Under gunicorn each worker counts on its own; set PROMETHEUS_MULTIPROC_DIR to an empty folder
-so /metrics adds up all workers (prometheus-client's multiprocess mode).
+so /metrics (and the gateway's /_bascule/metrics) adds up all workers (prometheus-client's
+multiprocess mode).
 """
 
 from __future__ import annotations
