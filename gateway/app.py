@@ -49,6 +49,10 @@ class Gateway:
         self.policy = config.policy
         settings = config.settings
         self.store = GatewayStore(settings.redis_url, settings.sqlalchemy_url, store_namespace)
+        upstream = self.policy.upstream
+        self.assertions = identity.Assertions(
+            config.signer, config.public_url, upstream.name, upstream.org
+        )
         self._background: set[asyncio.Task[Any]] = set()
 
     async def start(self, _app: web.Application) -> None:
@@ -150,15 +154,7 @@ class Gateway:
         )
 
     def identity_headers(self, caller: Caller | None) -> dict[str, str]:
-        upstream = self.policy.upstream
-        return identity.headers(
-            caller,
-            signer=self.config.signer,
-            issuer=self.config.public_url,
-            audience=upstream.name,
-            org=upstream.org,
-            now=time.time(),
-        )
+        return self.assertions.headers_for(caller, time.time())
 
     async def pass_on(
         self, request: web.Request, path_and_query: str, caller: Caller | None
@@ -377,12 +373,15 @@ def create_app(
 
     @web.middleware
     async def everything(request: web.Request, handler: Handler) -> web.StreamResponse:
-        del handler  # no route of aiohttp's: the gateway takes every request itself
+        del handler  # whatever aiohttp's router made of the path, the gateway judges it
         return await gateway.handle(request)
 
     # Proxied bodies stream and know no limit; this bounds only what the gateway reads itself.
     app = web.Application(middlewares=[everything], client_max_size=64 * 1024)
     app[GATEWAY] = gateway
+    # A route that matches everything spares aiohttp a "not found" exception per request
+    # (a tenth of forward-auth's time); it is never called: the middleware answers.
+    app.router.add_route("*", "/{anything:.*}", gateway.handle)
     app.on_startup.append(gateway.start)
     app.on_cleanup.append(gateway.stop)
     return app

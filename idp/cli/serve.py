@@ -55,7 +55,9 @@ def serve(idp_bind: str, gateway_bind: str, upstream_bind: str, workers: int) ->
     _wait(children)
 
 
-GATEWAY_WORKER = "aiohttp.GunicornWebWorker"
+# uvloop: its event loop, and its even spread of connections over the workers (with the
+# default loop one worker took nearly all of them under load: bench/gateway.py).
+GATEWAY_WORKER = "aiohttp.GunicornUVLoopWebWorker"
 
 
 def _gunicorn(
