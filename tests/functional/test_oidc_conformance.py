@@ -41,17 +41,7 @@ from tests.oidc_support import (
     userinfo,
     verify,
 )
-from tests.support import Browsers, make_user
-
-
-@pytest.fixture
-def jane(app: Flask) -> User:
-    return make_user(app)
-
-
-@pytest.fixture
-def rp(app: Flask, base_url: str, jane: User) -> RP:
-    return register(app, base_url)
+from tests.support import Browsers
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from tests.oidc_support import (
     userinfo,
     verify,
 )
-from tests.support import Browsers, make_user
+from tests.support import Browsers
 
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
 SECOND = timedelta(seconds=1)
@@ -55,11 +55,6 @@ def settings(settings: Settings, keys_dir: Path, tmp_path: Path) -> Settings:
     own = tmp_path / "keys"
     shutil.copytree(keys_dir, own)
     return dataclasses.replace(settings, keys_dir=own)
-
-
-@pytest.fixture
-def jane(app: Flask) -> User:
-    return make_user(app)
 
 
 @pytest.fixture

@@ -49,20 +49,10 @@ from tests.oidc_support import (
     userinfo,
     verify,
 )
-from tests.support import OTHER_STRONG_PASSWORD, Browsers, make_user, post_form, sid_of
+from tests.support import OTHER_STRONG_PASSWORD, Browsers, post_form, sid_of
 
 DELIVERY_WAIT_SECONDS = 10  # logout tokens go out on a thread pool: wait for one, never sleep
 RESET_LINK = re.compile(r"https?://\S+(/password/reset/[A-Za-z0-9_-]+)")
-
-
-@pytest.fixture
-def jane(app: Flask) -> User:
-    return make_user(app)
-
-
-@pytest.fixture
-def rp(app: Flask, base_url: str, jane: User) -> RP:
-    return register(app, base_url)
 
 
 def is_signed_in(browser: httpx.Client) -> bool:

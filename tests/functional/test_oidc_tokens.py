@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import httpx
-import pytest
 from flask import Flask
 from joserfc import jwk
 
@@ -32,17 +31,7 @@ from tests.oidc_support import (
     userinfo,
     verify,
 )
-from tests.support import Browsers, make_user, post_form
-
-
-@pytest.fixture
-def jane(app: Flask) -> User:
-    return make_user(app)
-
-
-@pytest.fixture
-def rp(app: Flask, base_url: str, jane: User) -> RP:
-    return register(app, base_url)
+from tests.support import Browsers, post_form
 
 
 def introspect(rp: RP, token: str, hint: str | None = None) -> dict[str, object]:
