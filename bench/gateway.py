@@ -80,7 +80,6 @@ from _harness import (
     redis_database,
 )
 
-
 NGINX = "/usr/sbin/nginx"
 NGINX_SNIPPETS = ROOT / "tests" / "gateway" / "nginx"
 COOKIE = "bascule_gateway"  # the development-mode name: everything is plain http on loopback

@@ -27,22 +27,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import math
-import multiprocessing
 import os
-import re
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -50,32 +44,30 @@ from typing import Any
 from urllib.parse import urlencode
 
 import bcrypt
+from _harness import (
+    CSRF,
+    NOISY,
+    Tally,
+    backends_of,
+    base_environment,
+    children_of,
+    cpu_of,
+    free_port,
+    gunicorn,
+    in_processes,
+    initialise,
+    machine_busy,
+    postgres_database,
+    redis_database,
+    request,
+    timed_loops,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.95
 EMAIL = "bench@bench.test"
 SIGNED_IN = "/account"  # where a complete sign-in without ``next`` goes
-COOKIE = "bascule_session"  # the development-mode name; the issuer is plain http on loopback
-HTTP_TIMEOUT = 60.0
-STARTUP_TIMEOUT = 30.0
-NOISY = 0.05  # other processes' share of the CPUs above which the rates are not comparable
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-_SET_COOKIE = re.compile(COOKIE + r"=([^;]+)")
 
 Form = tuple[str, str]  # an anonymous session cookie and the CSRF token bound to it
-
-
-@dataclass(frozen=True)
-class Tally:
-    """What one timed slice achieved."""
-
-    done: int
-    failed: int
-    rate: float  # per second: the sum over loops of done / that loop's own elapsed time
-    cpu: float = 0.0  # CPU seconds the measured processes used during the slice
-    other: float = math.nan  # share of all CPUs that other processes used meanwhile
-    starved: bool = False  # a loop ran out of prepared sign-in forms before the deadline
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,226 +96,24 @@ def bcrypt_slice(hashed: bytes, processes: int, seconds: float) -> Tally:
     Also how much CPU everything else on the machine took meanwhile: the reference needs
     whole cores, so a busy neighbour makes both sides of the comparison noisy.
     """
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(processes + 1), ctx.Queue()
-    children = [
-        ctx.Process(target=_checkpw_loop, args=(hashed, seconds, barrier, results))
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    try:
-        barrier.wait(timeout=60)
-        busy_before, started = machine_busy(), time.monotonic()
-        runs = [results.get(timeout=seconds + 60) for _ in children]
-        busy, wall = machine_busy() - busy_before, time.monotonic() - started
-    finally:
-        for child in children:
-            child.join(timeout=1)
-            if child.is_alive():
-                child.terminate()
-                child.join(timeout=5)
-    cpu = sum(r[2] for r in runs)
+    runs, other = in_processes(_checkpw_loop, (hashed,), processes, seconds)
     return Tally(
         done=sum(r[0] for r in runs),
         failed=0,
         rate=sum(r[0] / r[1] for r in runs),
-        cpu=cpu,
-        other=max(0.0, busy - cpu) / (wall * (os.cpu_count() or 1)),
+        cpu=sum(r[2] for r in runs),
+        other=other,
     )
 
 
 # ---------------------------------------------------------------------------------------------
-# The instance, its database and its server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def base_environment(tmp: Path, port: int, rounds: int) -> dict[str, str]:
-    """The process environment without the caller's BASCULE_* settings, plus the bench's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BASCULE_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        BASCULE_INSTANCE_DIR=str(tmp / "instance"),
-        BASCULE_KEYS_DIR=str(tmp / "keys"),
-        BASCULE_BCRYPT_ROUNDS=str(rounds),
-        BASCULE_ISSUER=f"http://127.0.0.1:{port}",
-    )
-    return env
-
-
-@contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database for this run only; dropped afterwards."""
-    import psycopg
-
-    name = f"bascule_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
-def redis_database(url: str) -> Iterator[str]:
-    """A Redis database with no Bascule keys in it; the keys the run made are deleted after.
-
-    The IdP's Redis namespace is fixed, so the bench refuses a database another instance
-    uses rather than mixing its sessions and counters with theirs.
-    """
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-    if next(client.scan_iter(match="bascule:*", count=1000), None) is not None:
-        raise SystemExit(f"{url} already holds bascule:* keys; choose another --redis-url")
-    try:
-        yield url
-    finally:
-        keys = list(client.scan_iter(match="bascule:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
-
-
-def initialise(env: dict[str, str]) -> str:
-    """Keys, schema and an owner through ``bascule init``; returns the owner's password."""
-    script = Path(sys.executable).with_name("bascule")  # the console script of this install
-    command = [str(script), "init", "--admin-email", EMAIL, "--org", "bench", "--json"]
-    done = subprocess.run(
-        command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"bascule init failed:\n{done.stderr or done.stdout}")
-    owner = json.loads(done.stdout)["owner"]
-    if not owner or not owner.get("password"):
-        raise SystemExit(f"bascule init created no owner:\n{done.stdout}")
-    return str(owner["password"])
-
-
-@contextlib.contextmanager
-def gunicorn(env: dict[str, str], port: int, workers: int, log: Path) -> Iterator[int]:
-    """The IdP under gunicorn (sync workers, as deployed); yields the master's pid.
-
-    Stopped however the run ends.
-    """
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
-    command += ["--bind", f"127.0.0.1:{port}", "idp.app:create_app()"]
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=out)
-    try:
-        _wait_healthy(server, port, log)
-        yield server.pid
-    finally:
-        if server.poll() is None:
-            server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-
-
-def _wait_healthy(server: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"gunicorn exited ({server.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if _request(port, "GET", "/healthz").status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(
-        f"gunicorn not healthy after {STARTUP_TIMEOUT:.0f}s:\n{log.read_text()[-3000:]}"
-    )
-
-
-def children_of(pid: int) -> list[int]:
-    """The child processes of ``pid`` (gunicorn's workers); Linux /proc."""
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def backends_of(database: str) -> list[int]:
-    """The PostgreSQL server processes serving ``database`` (their title names it)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                if title.startswith("postgres:") and f" {database} " in title:
-                    found.append(int(entry.name))
-    return found
-
-
-def cpu_of(pids: list[int]) -> float:
-    """CPU seconds the processes have used so far; NaN when /proc cannot tell."""
-    if not pids:
-        return math.nan
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            # Fields after the parenthesised command name; utime and stime are 14th and 15th.
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
-
-
-def machine_busy() -> float:
-    """CPU seconds all processes have used since boot (/proc/stat); NaN off Linux."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
-    except (OSError, ValueError):
-        return math.nan
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values) - idle) / CLOCK_TICKS
-
-
-# ---------------------------------------------------------------------------------------------
-# The client: http.client, one connection per request (gunicorn's sync workers close each one)
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    cookie: str | None  # the session cookie the response sets, if any
-    location: str | None
-    body: bytes
-
-
-def _request(port: int, method: str, path: str, body: str = "", cookie: str = "") -> Answer:
-    """One request on a new connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
-    try:
-        headers = {"Cookie": f"{COOKIE}={cookie}"} if cookie else {}
-        if body:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn.request(method, path, body=body or None, headers=headers)
-        response = conn.getresponse()
-        data = response.read()
-        match = _SET_COOKIE.search(response.getheader("Set-Cookie") or "")
-        return Answer(
-            response.status, match.group(1) if match else None, response.getheader("Location"), data
-        )
-    finally:
-        conn.close()
+# The client (the instance, its server and the CPU accounting are in _harness.py)
 
 
 def login_form(port: int) -> Form:
     """A fresh anonymous session and its CSRF token: what one sign-in POST needs."""
-    answer = _request(port, "GET", "/login")
-    match = _CSRF.search(answer.body.decode("utf-8", "replace"))
+    answer = request(port, "GET", "/login")
+    match = CSRF.search(answer.body.decode("utf-8", "replace"))
     if answer.status != 200 or answer.cookie is None or match is None:
         raise SystemExit(f"GET /login gave {answer.status} without a session cookie and token")
     return answer.cookie, match.group(1)
@@ -337,61 +127,12 @@ def sign_in(port: int, password: str, form: Form) -> bool:
     """
     cookie, token = form
     body = urlencode({"csrf_token": token, "email": EMAIL, "password": password})
-    answer = _request(port, "POST", "/login", body, cookie)
+    answer = request(port, "POST", "/login", body, cookie)
     return (
         answer.status == 303
         and answer.location == SIGNED_IN
         and answer.cookie is not None
         and answer.cookie != cookie
-    )
-
-
-def timed_loops(concurrency: int, seconds: float, step: Callable[[], bool | None]) -> Tally:
-    """Run ``step`` in ``concurrency`` threads until the time is up (None: nothing left to do).
-
-    Each loop's rate is its successes over the time to its last completed step, so the step
-    in flight at the deadline is neither lost nor counted twice.
-    """
-    barrier = threading.Barrier(concurrency + 1)
-    runs: list[tuple[int, int, float, bool]] = []
-    lock = threading.Lock()
-
-    def loop() -> None:
-        barrier.wait()
-        start = time.monotonic()
-        deadline = start + seconds
-        done = failed = 0
-        last, starved = start, False
-        while last < deadline:
-            try:
-                outcome = step()
-            except (OSError, http.client.HTTPException, SystemExit) as exc:
-                print(f"client error, loop stopped: {exc}", file=sys.stderr)
-                failed += 1
-                break
-            if outcome is None:
-                starved = True
-                break
-            done, failed = done + outcome, failed + (not outcome)
-            last = time.monotonic()
-        with lock:
-            runs.append((done, failed, last - start, starved))
-
-    threads = [threading.Thread(target=loop, daemon=True) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    barrier.wait(timeout=10)
-    give_up = time.monotonic() + seconds + 2 * HTTP_TIMEOUT
-    for thread in threads:
-        while thread.is_alive() and time.monotonic() < give_up:
-            thread.join(timeout=0.5)
-    if len(runs) != concurrency:
-        raise SystemExit("a client loop did not finish in time")
-    return Tally(
-        done=sum(r[0] for r in runs),
-        failed=sum(r[1] for r in runs),
-        rate=sum(r[0] / r[2] for r in runs if r[2] > 0),
-        starved=any(r[3] for r in runs),
     )
 
 
@@ -476,7 +217,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Report:
             env["BASCULE_REDIS_URL"] = stack.enter_context(redis_database(args.redis_url))
             database = env["BASCULE_DATABASE_URL"].rsplit("/", 1)[1]
         progress(f"initialising a {backend} instance in {tmp}")
-        password = initialise(env)
+        password = initialise(env, EMAIL)
         hashed = bcrypt.hashpw(b"x" * 44, bcrypt.gensalt(args.rounds))
 
         progress(f"starting gunicorn with {args.workers} workers on port {port}")
