@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from idp.extensions import db
 from idp.models import AuditEvent, AuditHead
@@ -81,10 +81,16 @@ def record(
         prev_hash=prev_hash,
     )
     entry.hash = chain_hash(prev_hash, entry)
-    db.session.add(entry)
+    # Written as plain statements, not through the unit of work: the same rows for a fraction
+    # of the cost, and every token issued pays it.
+    db.session.execute(insert(AuditEvent).values(**_columns(entry)))
     db.session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=entry.hash))
     db.session.commit()
     return entry
+
+
+def _columns(entry: AuditEvent) -> dict[str, Any]:
+    return {column.key: getattr(entry, column.key) for column in AuditEvent.__table__.columns}
 
 
 def _text(value: str | None, limit: int) -> str | None:

@@ -208,7 +208,7 @@ class RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
         successor = tokens.rotate(refresh)
         if successor is None:
             raise InvalidGrantError("The refresh token has been used.")
-        subject = tokens.subject_of(refresh.grant)
+        subject = refresh.subject()
         scope = self.request.payload.scope or refresh.grant.scope
         body = _issue(client, scope, subject, grant_id=refresh.grant.id, refresh_token=successor)
         _audit_issue(self.request, "oidc.token.refresh", client, subject, refresh.grant.id)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from joserfc.jws import extract_compact
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from idp.common.signing import InvalidToken, verify
 from idp.extensions import db
@@ -129,6 +129,7 @@ def consume_code(row: AuthorizationCode) -> bool:
         update(AuthorizationCode)
         .where(AuthorizationCode.code_hash == row.code_hash, AuthorizationCode.used_at.is_(None))
         .values(used_at=now)
+        .execution_options(synchronize_session=False)
     )
     return done.rowcount == 1  # type: ignore[attr-defined]
 
@@ -161,8 +162,10 @@ def open_grant(client: OAuthClient, subject: Subject, scope: str) -> TokenGrant:
 
 def new_refresh_token(grant: TokenGrant) -> str:
     token = secrets.token_urlsafe(32)
-    db.session.add(
-        RefreshToken(token_hash=digest(token), grant_id=grant.id, created_at=_at(runtime().clock()))
+    db.session.execute(
+        insert(RefreshToken).values(
+            token_hash=digest(token), grant_id=grant.id, created_at=_at(runtime().clock())
+        )
     )
     return token
 
@@ -171,36 +174,40 @@ def new_refresh_token(grant: TokenGrant) -> str:
 class Refresh:
     token: RefreshToken
     grant: TokenGrant
+    user: User
+
+    def subject(self) -> Subject:
+        grant = self.grant
+        return Subject(
+            self.user, grant.org_id, grant.sid or "", grant.auth_time or 0.0, list(grant.amr)
+        )
 
 
 def find_refresh_token(token: str, client: OAuthClient, origin: Origin) -> Refresh | None:
     """The live refresh token for ``client``. A used one means theft: its grant is revoked."""
     if not token or len(token) > 200:
         return None
+    # One query for the token, its grant and its user: the token endpoint's hottest path.
     row = db.session.execute(
-        select(RefreshToken, TokenGrant)
+        select(RefreshToken, TokenGrant, User)
         .join(TokenGrant, RefreshToken.grant_id == TokenGrant.id)
+        .join(User, TokenGrant.user_id == User.id)
         .where(RefreshToken.token_hash == digest(token))
     ).first()
     if row is None:
         return None
-    refresh, grant = row
+    refresh, grant, user = row
     if grant.client_id != client.id or grant.revoked_at is not None:
         return None
     if refresh.used_at is not None:
         revoke_grant(grant.id, "refresh_token_reuse", origin=origin, outcome="failure")
         return None
     now = runtime().clock()
-    if grant.expires_at <= _at(now) or not _grant_alive(grant, now):
+    if grant.expires_at <= _at(now) or not user.is_active:
         return None
-    return Refresh(refresh, grant)
-
-
-def _grant_alive(grant: TokenGrant, now: float) -> bool:
     if grant.sid is not None and not session_alive(grant.sid, now):
-        return False
-    user = db.session.get(User, grant.user_id) if grant.user_id else None
-    return user is None or user.is_active
+        return None
+    return Refresh(refresh, grant, user)
 
 
 def rotate(refresh: Refresh) -> str | None:
@@ -210,6 +217,7 @@ def rotate(refresh: Refresh) -> str | None:
         update(RefreshToken)
         .where(RefreshToken.token_hash == refresh.token.token_hash, RefreshToken.used_at.is_(None))
         .values(used_at=now)
+        .execution_options(synchronize_session=False)
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return None
@@ -318,12 +326,6 @@ def subject_from_code(row: AuthorizationCode) -> Subject | None:
     if user is None or not user.is_active or not session_alive(row.sid, runtime().clock()):
         return None
     return Subject(user, row.org_id, row.sid, row.auth_time, list(row.amr))
-
-
-def subject_of(grant: TokenGrant) -> Subject:
-    user = db.session.get(User, grant.user_id)
-    assert user is not None  # the grant cascades away with its user
-    return Subject(user, grant.org_id, grant.sid or "", grant.auth_time or 0.0, list(grant.amr))
 
 
 # --- checking access tokens ----------------------------------------------------------------
