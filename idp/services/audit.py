@@ -64,6 +64,7 @@ def record(
         .where(AuditHead.id == 1)
         .values(seq=AuditHead.seq + 1)
         .returning(AuditHead.seq, AuditHead.hash)
+        .execution_options(synchronize_session=False)
     ).one()
     when = datetime.fromtimestamp(now, UTC) if now is not None else datetime.now(UTC)
     entry = AuditEvent(
@@ -84,7 +85,12 @@ def record(
     # Written as plain statements, not through the unit of work: the same rows for a fraction
     # of the cost, and every token issued pays it.
     db.session.execute(insert(AuditEvent).values(**_columns(entry)))
-    db.session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=entry.hash))
+    db.session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(hash=entry.hash)
+        .execution_options(synchronize_session=False)
+    )
     db.session.commit()
     return entry
 
