@@ -14,6 +14,7 @@ import math
 import multiprocessing
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -21,9 +22,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 COOKIE = "bascule_session"  # the development-mode name; the issuer is plain http on loopback
@@ -356,3 +359,35 @@ def request(
         )
     finally:
         conn.close()
+
+
+INTERRUPTED = 130  # the exit status of a bench stopped by a signal or Ctrl-C
+
+
+def progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def until_done(work: Callable[[], T]) -> T | None:
+    """Run a bench; SIGTERM, SIGHUP and Ctrl-C stop it with every cleanup done (then None)."""
+
+    def stop(*_: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # one interruption; the cleanup must finish
+        raise KeyboardInterrupt  # so that every cleanup in the bench happens on a signal too
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+    try:
+        return work()
+    except KeyboardInterrupt:
+        print("interrupted; cleaned up", file=sys.stderr)
+        return None
+
+
+def show(report: Any, as_json: bool, print_text: Callable[[Any], None]) -> None:
+    """A bench's report for scripts (--json) or for people."""
+    if as_json:
+        print(json.dumps(asdict(report) if is_dataclass(report) else report, indent=2))
+    else:
+        print_text(report)

@@ -54,19 +54,19 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 from _harness import (
+    INTERRUPTED,
     NOISY,
     ROOT,
     base_environment,
@@ -77,7 +77,10 @@ from _harness import (
     initialise,
     machine_busy,
     processes_named,
+    progress,
     redis_database,
+    show,
+    until_done,
 )
 
 NGINX = "/usr/sbin/nginx"
@@ -819,19 +822,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    def stop_running(*_: object) -> None:
-        raise KeyboardInterrupt  # so that every cleanup in run() happens on SIGTERM too
-
-    signal.signal(signal.SIGTERM, stop_running)
-    try:
-        report = run(args, lambda line: print(line, file=sys.stderr, flush=True))
-    except KeyboardInterrupt:
-        print("interrupted; cleaned up", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(asdict(report), indent=2))
-    else:
-        print_report(report)
+    report = until_done(lambda: run(args, progress))
+    if report is None:
+        return INTERRUPTED
+    show(report, args.json, print_report)
     return 0
 
 

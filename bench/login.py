@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import signal
@@ -37,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from urllib.parse import urlencode
 import bcrypt
 from _harness import (
     CSRF,
+    INTERRUPTED,
     NOISY,
     Tally,
     backends_of,
@@ -58,9 +58,12 @@ from _harness import (
     initialise,
     machine_busy,
     postgres_database,
+    progress,
     redis_database,
     request,
+    show,
     timed_loops,
+    until_done,
 )
 
 TARGET_RATIO = 0.95
@@ -376,19 +379,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def stop(*_: object) -> None:
-        raise KeyboardInterrupt  # so that every cleanup in run() happens on SIGTERM too
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        report = run(args, lambda line: print(line, file=sys.stderr, flush=True))
-    except KeyboardInterrupt:
-        print("interrupted; cleaned up", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(asdict(report), indent=2))
-    else:
-        print_report(report)
+    report = until_done(lambda: run(args, progress))
+    if report is None:
+        return INTERRUPTED
+    show(report, args.json, print_report)
     return 1 if report.failed_sign_ins else 0
 
 

@@ -55,7 +55,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -63,6 +63,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 from _harness import (
     CSRF,
     HTTP_TIMEOUT,
+    INTERRUPTED,
     NOISY,
     ROOT,
     Tally,
@@ -77,9 +78,12 @@ from _harness import (
     machine_busy,
     postgres_database,
     processes_named,
+    progress,
     redis_database,
     request,
+    show,
     timed_loops,
+    until_done,
     user_and_kernel_cpu_of,
 )
 
@@ -1028,36 +1032,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def stop(*_: object) -> None:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # one interruption; the cleanup must finish
-        raise KeyboardInterrupt  # so that every cleanup in run() happens on SIGTERM too
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
-    try:
-        if args.profile:
-            summary = profile(args, progress)
-            if args.json:
-                print(json.dumps(summary, indent=2))
-            else:
-                print_profile(summary)
-            return 0
-        report = run(args, progress)
-    except KeyboardInterrupt:
-        print("interrupted; cleaned up", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(asdict(report), indent=2))
-    else:
-        print_report(report)
+    if args.profile:
+        summary = until_done(lambda: profile(args, progress))
+        if summary is None:
+            return INTERRUPTED
+        show(summary, args.json, print_profile)
+        return 0
+    report = until_done(lambda: run(args, progress))
+    if report is None:
+        return INTERRUPTED
+    show(report, args.json, print_report)
     return 1 if report.refresh_errors or report.failed_code_flows else 0
 
 
