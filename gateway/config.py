@@ -9,7 +9,7 @@ from gateway import policy as policy_module
 from gateway.policy import Policy
 from idp.common import gateway_key
 from idp.common.sealing import load_keyring
-from idp.common.session_record import Limits
+from idp.common.session_record import COOKIE_NAME, DEV_COOKIE_NAME, Limits
 from idp.common.signing import Signer
 from idp.config import Settings
 
@@ -19,7 +19,7 @@ DEMO_POLICY = Path(__file__).resolve().parent / "demo_policy.toml"
 # The IdP's session cookie (idp/runtime.py), both spellings. Cookies ignore ports: where the
 # IdP shares the gateway's host name the browser sends it here too, and the upstream must
 # never see it (it is the user's whole IdP session).
-IDP_SESSION_COOKIES = frozenset({"bascule_session", "__Host-bascule_session"})
+IDP_SESSION_COOKIES = frozenset({COOKIE_NAME, DEV_COOKIE_NAME})
 
 
 @dataclass(frozen=True)

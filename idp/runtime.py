@@ -11,10 +11,10 @@ from flask import current_app
 
 from idp.common.clock import Clock
 from idp.common.sealing import Keyring
+from idp.common.session_record import COOKIE_NAME, DEV_COOKIE_NAME, Limits
 from idp.common.store import Store
 from idp.config import Settings
 from idp.services.mail import Mailer
-from idp.services.sessions import Limits
 
 
 @dataclass
@@ -34,9 +34,7 @@ class Runtime:
 
     @property
     def session_cookie_name(self) -> str:
-        # The __Host- prefix makes the browser refuse the cookie unless it is Secure, has
-        # Path=/ and no Domain: no subdomain or plain-http page can plant or read it.
-        return "bascule_session" if self.settings.is_dev else "__Host-bascule_session"
+        return DEV_COOKIE_NAME if self.settings.is_dev else COOKIE_NAME
 
 
 def runtime() -> Runtime:

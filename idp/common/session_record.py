@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SESSION_PREFIX = "sess:"
+# The __Host- prefix makes the browser refuse the cookie unless it is Secure, has Path=/ and no
+# Domain: no subdomain or plain-http page can plant or read it. Plain http (development) cannot.
+COOKIE_NAME, DEV_COOKIE_NAME = "__Host-bascule_session", "bascule_session"
 
 
 @dataclass(frozen=True)
