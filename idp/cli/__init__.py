@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from idp.cli import admin, audit, oidc, policy, serve, setup
+from idp.cli import admin, audit, oidc, policy, saml, serve, setup
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -12,6 +12,6 @@ def main() -> None:
     """Bascule: identity provider and zero-trust auth gateway."""
 
 
-for group in (setup, serve, admin, audit, oidc, policy):
+for group in (setup, serve, admin, audit, oidc, policy, saml):
     for command in group.COMMANDS:
         main.add_command(command)

@@ -15,6 +15,9 @@ from flask import Flask
 from idp.common.sealing import MissingKeyError
 from idp.config import ConfigError, Settings, load
 from idp.extensions import db
+from idp.runtime import runtime
+from idp.services import credentials
+from idp.services.audit import CLI
 from idp.services.errors import ServiceError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -45,6 +48,12 @@ def app_context(current: Settings | None = None) -> Iterator[Flask]:
             db.session.remove()
             db.engine.dispose()
             app.extensions["bascule"].store.close()
+
+
+def service_context() -> credentials.Context:
+    """What the services need, acting from the command line (inside ``app_context``)."""
+    rt = runtime()
+    return credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
 
 
 def emit(data: Any, as_json: bool, text: str) -> None:

@@ -10,20 +10,15 @@ import sys
 
 import click
 
-from idp.cli._common import app_context, emit, friendly_errors, json_option
+from idp.cli._common import app_context, emit, friendly_errors, json_option, service_context
 from idp.common import permissions
 from idp.extensions import db
 from idp.models import ApiToken
 from idp.runtime import runtime
-from idp.services import api_tokens, audit, credentials, members, orgs, roles, sessions, users
+from idp.services import api_tokens, audit, members, orgs, roles, sessions, users
 from idp.services.audit import CLI
 from idp.services.authz import operator
 from idp.services.errors import NotFound, ServiceError
-
-
-def _context() -> credentials.Context:
-    rt = runtime()
-    return credentials.Context(rt.settings, rt.store, rt.mailer, CLI, rt.clock())
 
 
 def _member_id(email: str, org_slug: str) -> tuple[orgs.Organisation, int]:
@@ -73,7 +68,9 @@ def users_create(
     with app_context():
         org = orgs.get(org_slug)
         try:
-            member, link = members.invite(operator(org), _context(), email, role, name, password)
+            member, link = members.invite(
+                operator(org), service_context(), email, role, name, password
+            )
         except users.PasswordRejected as exc:
             raise ServiceError(f"password refused: {exc}") from None
         db.session.commit()
@@ -97,7 +94,7 @@ def users_set_role(email: str, role: str, org_slug: str, as_json: bool) -> None:
     with app_context():
         org, member_id = _member_id(email, org_slug)
         before = db.session.get(orgs.Membership, member_id).role.name  # type: ignore[union-attr]
-        members.change_role(operator(org), _context(), member_id, role)
+        members.change_role(operator(org), service_context(), member_id, role)
         address = users.normalise_email(email)
         emit(
             {"email": address, "org": org.slug, "role": role, "previous_role": before},
@@ -193,7 +190,7 @@ def roles_create(name: str, org_slug: str, names: str, as_json: bool) -> None:
     granted = _parse_permissions(names)
     with app_context():
         org = orgs.get(org_slug)
-        roles.create(operator(org), _context(), name, granted)
+        roles.create(operator(org), service_context(), name, granted)
         listed = ", ".join(sorted(granted)) or "none"
         emit(
             {"org": org.slug, "role": name, "permissions": sorted(granted)},
@@ -212,7 +209,7 @@ def _change_permission(
         role = orgs.get_role(org, name)
         before = role.permissions
         after = before | {permission} if granted else before - {permission}
-        roles.set_permissions(operator(org), _context(), role.id, after)
+        roles.set_permissions(operator(org), service_context(), role.id, after)
         db.session.commit()
         verb = "Granted" if granted else "Revoked"
         preposition = "to" if granted else "from"
@@ -262,7 +259,9 @@ def tokens_create(email: str, org_slug: str, name: str, as_json: bool) -> None:
     """Create a token acting as a member (printed once; store it now)."""
     with app_context():
         org = orgs.get(org_slug)
-        issued = api_tokens.create(operator(org), _context(), users.get_by_email(email), name)
+        issued = api_tokens.create(
+            operator(org), service_context(), users.get_by_email(email), name
+        )
         emit(
             {"id": issued.token.id, "token": issued.secret, "name": issued.token.name},
             as_json,
@@ -280,7 +279,7 @@ def tokens_revoke(token_id: int, as_json: bool) -> None:
         token = db.session.get(ApiToken, token_id)
         if token is None:
             raise NotFound(f"no API token {token_id}")
-        api_tokens.revoke(operator(token.org), _context(), token_id)
+        api_tokens.revoke(operator(token.org), service_context(), token_id)
         emit({"id": token_id, "revoked": True}, as_json, f"Token {token_id} revoked.")
 
 

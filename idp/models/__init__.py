@@ -12,6 +12,7 @@ from idp.models.oidc import (
     TokenGrant,
 )
 from idp.models.org import Membership, Organisation, Role, RolePermission
+from idp.models.saml import SamlConnection, SamlIdentity
 from idp.models.user import PasswordHistory, User
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "RefreshToken",
     "Role",
     "RolePermission",
+    "SamlConnection",
+    "SamlIdentity",
     "SigningKey",
     "TokenGrant",
     "TotpFactor",

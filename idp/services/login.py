@@ -17,6 +17,7 @@ from idp.extensions import db
 from idp.models import User
 from idp.services import audit, passwords, throttle, users
 from idp.services.audit import Actor, Origin
+from idp.services.saml import enforcement
 from idp.services.throttle import ThrottlePolicy
 
 
@@ -24,6 +25,7 @@ class Result(enum.Enum):
     OK = "ok"
     INVALID = "invalid"
     LOCKED = "locked"
+    SSO_REQUIRED = "sso_required"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Attempt:
     result: Result
     user: User | None = None
     retry_after: int = 0
+    sso_connection: str | None = None  # with SSO_REQUIRED: the connection's slug
 
 
 def password_sign_in(
@@ -59,13 +62,28 @@ def password_sign_in(
 
     user = users.find_by_email(email) if users.valid_email(email) else None
     reason = _check(user, password, rounds)
-    if reason is None and user is not None:
+    enforced = enforcement.enforced_connection(email) if users.valid_email(email) else None
+    break_glass = enforced is not None and enforcement.break_glass_allowed(enforced, user)
+    if reason is None and user is not None and (enforced is None or break_glass):
         throttle.register_success(store, email)
         if passwords.needs_rehash(user.password_hash or "", rounds):
             user.password_hash = passwords.hash_password(password, rounds)
-        audit.record("login.success", actor=Actor(user.id, user.email), origin=origin, now=now)
+        actor = Actor(user.id, user.email)
+        if enforced is not None:
+            audit.record(
+                "login.break_glass",
+                actor=actor,
+                org_id=enforced.org_id,
+                target=enforced.slug,
+                origin=origin,
+                details={"reason": "owner password while SSO is enforced"},
+                now=now,
+            )
+        audit.record("login.success", actor=actor, origin=origin, now=now)
         metrics.SIGN_INS.labels("success").inc()
         return Attempt(Result.OK, user=user)
+    if enforced is not None and reason is None:
+        return _sso_required(user, email, enforced.slug, enforced.org_id, origin, now)
 
     db.session.rollback()
     locked_for = throttle.register_failure(store, email, origin.ip, now, policy)
@@ -88,7 +106,27 @@ def password_sign_in(
             now=now,
         )
     metrics.SIGN_INS.labels("failure").inc()
+    if enforced is not None:
+        return _sso_required(user, email, enforced.slug, enforced.org_id, origin, now)
     return Attempt(Result.INVALID)
+
+
+def _sso_required(
+    user: User | None, email: str, slug: str, org_id: str, origin: Origin, now: float
+) -> Attempt:
+    """Refuse a password for an address whose organisation signs in with SSO; audited."""
+    db.session.rollback()
+    audit.record(
+        "login.sso_required",
+        outcome="failure",
+        actor=Actor(user.id if user else None, email[:254]),
+        org_id=org_id,
+        target=slug,
+        origin=origin,
+        now=now,
+    )
+    metrics.SIGN_INS.labels("sso_required").inc()
+    return Attempt(Result.SSO_REQUIRED, sso_connection=slug)
 
 
 def _check(user: User | None, password: str, rounds: int) -> str | None:

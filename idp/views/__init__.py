@@ -15,11 +15,12 @@ def register_blueprints(app: Flask) -> None:
         mfa_login,
         oidc,
         password_links,
+        saml,
     )
 
     modules = (
         auth, mfa_login, password_links, account, mfa_account, admin, health, api, oidc,
-        gateway_api,
+        gateway_api, saml,
     )  # fmt: skip
     for module in modules:
         app.register_blueprint(module.bp)

@@ -22,6 +22,7 @@ from idp.views._mfa import org_limits
 bp = Blueprint("auth", __name__)
 
 GENERIC_FAILURE = "The email or password is not right."
+SSO_REQUIRED = "Your organisation signs in with single sign-on, not with a password here."
 
 
 @bp.get("/")
@@ -31,10 +32,10 @@ def index() -> BaseResponse:
 
 @bp.get("/login")
 def login_form() -> str | BaseResponse:
-    requested = _requested_next(request.args)
+    requested = requested_next(request.args)
     user = current_user()
     if user is not None:
-        return redirect_to_next(_next_for(requested, server_session().record.org_id))
+        return redirect_to_next(next_for(requested, server_session().record.org_id))
     # An OIDC client's login_hint arrives as ?email=: a prefill, nothing more.
     hint = "".join(ch for ch in request.args.get("email", "")[:254] if ch.isprintable())
     return render_template("idp/login.html", next=requested, email=hint)
@@ -45,8 +46,8 @@ def login() -> tuple[str, int] | BaseResponse:
     rt = runtime()
     settings = rt.settings
     # Kept as asked until the user (and so their organisation's allowed origins) is known;
-    # it is checked by _next_for before anything redirects to it.
-    next_url = _requested_next(request.form)
+    # it is checked by next_for before anything redirects to it.
+    next_url = requested_next(request.form)
     email = request.form.get("email", "")[: users.MAX_EMAIL + 1]
     password = request.form.get("password", "")[: MAX_PASSWORD + 1]
     if not email or not password:
@@ -68,6 +69,13 @@ def login() -> tuple[str, int] | BaseResponse:
         message = f"Too many failed sign-ins. Try again in about {minutes} minute(s)."
         page, status = _login_page(message, email, next_url, 429)
         return Response(page, status, {"Retry-After": str(attempt.retry_after)})
+    if attempt.result is Result.SSO_REQUIRED:
+        sso_url = url_for("saml.start", slug=attempt.sso_connection, next=next_url)
+        shown = _shown(email)
+        page = render_template(
+            "idp/login.html", error=SSO_REQUIRED, email=shown, next=next_url, sso_url=sso_url
+        )
+        return page, 403
     if attempt.result is Result.INVALID or attempt.user is None:
         return _login_page(GENERIC_FAILURE, email, next_url, 401)
 
@@ -78,7 +86,7 @@ def _after_password(user: User, next_url: str) -> BaseResponse:
     """Sign in, or hold a pending sign-in for the second factor (or its enrolment)."""
     now = runtime().clock()
     org_id = users.default_org_id(user.id)
-    next_url = _next_for(next_url, org_id)
+    next_url = next_for(next_url, org_id)
     step = mfa.after_password(user, ["pwd"], now)
     if step == "sign_in":
         server_session().sign_in(user.id, org_id, ["pwd"], now, org_limits(org_id))
@@ -107,7 +115,7 @@ def logout() -> BaseResponse:
     return redirect_to("auth.login")
 
 
-def _requested_next(values: Mapping[str, str]) -> str:
+def requested_next(values: Mapping[str, str]) -> str:
     """The return address as asked, if it is well-formed: a path of ours or an absolute http(s)
     URL (whose origin is checked once the user is known); anything else becomes /account."""
     requested = values.get("next", "")[:MAX_TARGET]
@@ -121,7 +129,7 @@ def _requested_next(values: Mapping[str, str]) -> str:
     return safe_next(requested, own)
 
 
-def _next_for(requested: str, org_id: str | None) -> str:
+def next_for(requested: str, org_id: str | None) -> str:
     """The requested return address if it is ours or allowed for the organisation."""
     settings = runtime().settings
     allowed = org_settings.redirect_targets(org_id, settings)
@@ -129,10 +137,13 @@ def _next_for(requested: str, org_id: str | None) -> str:
 
 
 def _login_page(message: str, email: str, next_url: str, status: int) -> tuple[str, int]:
-    # Refill the form with what was typed, but never reflect control characters (NUL …) back.
-    shown = "".join(ch for ch in email[:254] if ch.isprintable())
-    page = render_template("idp/login.html", error=message, email=shown, next=next_url)
+    page = render_template("idp/login.html", error=message, email=_shown(email), next=next_url)
     return page, status
+
+
+def _shown(email: str) -> str:
+    """Refill the form with what was typed, but never reflect control characters (NUL …)."""
+    return "".join(ch for ch in email[:254] if ch.isprintable())
 
 
 def redirect_to_next(next_url: str) -> BaseResponse:

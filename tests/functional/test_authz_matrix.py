@@ -266,7 +266,8 @@ CLI_COMMANDS: dict[str, str] = dict.fromkeys(
         "users enable", "sessions revoke", "roles create", "roles grant", "roles revoke",
         "tokens create", "tokens revoke", "audit export", "audit verify", "clients create",
         "clients list", "clients reset-secret", "clients delete", "keys rotate", "policy check",
-        "policy replay",
+        "policy replay", "saml add", "saml set", "saml list", "saml show", "saml metadata",
+        "saml refresh", "saml remove",
     ],
     "operator",
 )  # fmt: skip
