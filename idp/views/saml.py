@@ -42,8 +42,7 @@ def start(slug: str) -> BaseResponse:
 @csrf.exempt  # the IdP's page posts here; the response is checked by signature, not by a token
 def acs_post(slug: str) -> BaseResponse:
     """Park the IdP's answer and come back same-site, where the session cookie is sent."""
-    connections.get(slug)
-    ref = login.stash(saml_context(), request.form)
+    ref = login.stash(connections.get(slug), saml_context(), request.form)
     return redirect_to_next(url_for("saml.acs", slug=slug, r=ref))
 
 

@@ -11,6 +11,8 @@ is off, is refused. Each assertion ID is accepted once, remembered until it expi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import secrets
 from collections.abc import Mapping, MutableMapping
@@ -20,6 +22,7 @@ from typing import Any
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
+from idp.extensions import db
 from idp.models import SamlConnection
 from idp.services import audit, one_time
 from idp.services.errors import ServiceError
@@ -91,13 +94,24 @@ def begin(
     return url
 
 
-def stash(ctx: SamlContext, form: Mapping[str, str]) -> str:
+def stash(conn: SamlConnection, ctx: SamlContext, form: Mapping[str, str]) -> str:
     """Park the POSTed response for a moment; the reference leads to ``finish``."""
     response = form.get("SAMLResponse", "")
-    if not response or len(response) > MAX_RESPONSE_CHARS:
-        raise Rejected("no_response", "This address expects a sign-in answer from your IdP.")
+    if not response or len(response) > MAX_RESPONSE_CHARS or not _looks_like_xml(response):
+        raise reject(
+            conn, ctx, "no_response", "This address expects a sign-in answer from your IdP."
+        )
     payload = {"response": response, "relay": form.get("RelayState", "")[:256]}
     return one_time.issue(ctx.store, "saml_acs", payload, STASH_TTL_SECONDS, ctx.now)
+
+
+def _looks_like_xml(encoded: str) -> bool:
+    """Base64 of something that starts like XML: junk is refused before it is parked."""
+    try:
+        head = base64.b64decode(encoded[:64] + "=" * (-len(encoded[:64]) % 4), validate=True)
+    except binascii.Error:
+        return False
+    return head.lstrip().startswith(b"<")
 
 
 def finish(
@@ -147,7 +161,12 @@ def reject(
     message: str = GENERIC_FAILURE,
     detail: str = "",
 ) -> Rejected:
-    """An audited refusal: the reason (and python3-saml's words) for the log, a plain page."""
+    """An audited refusal: the reason (and python3-saml's words) for the log, a plain page.
+
+    Whatever the refused sign-in changed so far is dropped first (the audit entry commits the
+    session): a refusal must not leave, say, the IdP's NameID linked to a disabled account.
+    """
+    db.session.rollback()
     details = {"reason": reason, "connection": conn.slug}
     if detail:
         details["detail"] = detail[:300]
