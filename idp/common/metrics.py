@@ -18,6 +18,11 @@ from prometheus_client import (
 )
 
 SIGN_INS = Counter("bascule_sign_ins_total", "Password sign-in attempts", ["result"])
+SAML_RESULTS = Counter(
+    "bascule_saml_results_total",
+    "SAML messages received: success, or the reason they were refused",
+    ["result"],
+)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -22,6 +22,7 @@ from typing import Any
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
+from idp.common import metrics
 from idp.extensions import db
 from idp.models import SamlConnection
 from idp.services import audit, one_time
@@ -167,6 +168,7 @@ def reject(
     session): a refusal must not leave, say, the IdP's NameID linked to a disabled account.
     """
     db.session.rollback()
+    metrics.SAML_RESULTS.labels(reason).inc()
     details = {"reason": reason, "connection": conn.slug}
     if detail:
         details["detail"] = detail[:300]

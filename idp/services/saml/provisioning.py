@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from idp.common import metrics
 from idp.extensions import db
 from idp.models import SamlConnection, SamlIdentity, User
 from idp.services import audit, orgs, users
@@ -141,6 +142,7 @@ def provision(conn: SamlConnection, ctx: SamlContext, assertion: Assertion) -> O
         details={"created": created, "changes": changes, "amr": amr(assertion)},
         now=ctx.now,
     )
+    metrics.SAML_RESULTS.labels("success").inc()
     return Outcome(user, created, changes)
 
 
