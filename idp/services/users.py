@@ -136,8 +136,13 @@ def default_org_id(user_id: str) -> str | None:
 
 
 def set_active(user: User, active: bool, *, store: Store, actor: Actor, origin: Origin) -> int:
-    """Disable (ending every session at once) or re-enable an account; audited."""
+    """Disable (ending every session and every OIDC grant at once) or re-enable an account;
+    audited."""
     ended = 0 if active else sessions.revoke_all(store, user.id)
+    if not active:
+        from idp.services.oidc import tokens  # the provider builds on accounts, not the reverse
+
+        tokens.revoke_grants_of_user(user.id, "user_disabled", origin)
     user.is_active = active
     audit.record(
         "user.enable" if active else "user.disable",

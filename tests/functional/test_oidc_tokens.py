@@ -322,6 +322,12 @@ def test_tokens_die_when_the_account_is_disabled(app: Flask, rp: RP, jane: User,
         assert introspect(rp, access) == {"active": False}
     assert oauth_error(rp.refresh(renewed["refresh_token"])) == "invalid_grant"
 
+    # Enabling the account again does not revive what was issued before it was disabled.
+    users.set_active(jane, True, store=runtime().store, actor=audit.ANONYMOUS, origin=audit.CLI)
+    db.session.commit()
+    assert oauth_error(rp.refresh(renewed["refresh_token"])) == "invalid_grant"
+    assert "user_disabled" in {e.details["reason"] for e in audit_events("oidc.grant.revoke")}
+
 
 def test_withdrawn_consent_ends_that_clients_tokens_only(
     app: Flask, base_url: str, jane: User, browsers: Browsers

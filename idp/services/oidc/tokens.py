@@ -257,6 +257,21 @@ def revoke_grants_of_session(sid: str, origin: Origin) -> int:
     return len(ids)
 
 
+def revoke_grants_of_user(user_id: str, reason: str, origin: Origin) -> int:
+    """Every live grant of a user, offline ones included (a disabled account): re-enabling the
+    account later does not bring them back."""
+    ids = list(
+        db.session.scalars(
+            select(TokenGrant.id).where(
+                TokenGrant.user_id == user_id, TokenGrant.revoked_at.is_(None)
+            )
+        )
+    )
+    for grant_id in ids:
+        revoke_grant(grant_id, reason, origin=origin)
+    return len(ids)
+
+
 # --- issuing -------------------------------------------------------------------------------
 
 
