@@ -15,7 +15,10 @@ from idp.services import audit, login_state, mfa, org_settings, users
 from idp.services import login as sign_in_service
 from idp.services.login import Result
 from idp.services.passwords import MAX_LENGTH as MAX_PASSWORD
+from idp.services.saml import connections as saml_connections
+from idp.services.saml import logout as saml_logout
 from idp.services.throttle import ThrottlePolicy
+from idp.views._context import saml_context
 from idp.views._helpers import actor, current_user, origin, redirect_to, server_session
 from idp.views._mfa import org_limits
 
@@ -101,8 +104,9 @@ def _after_password(user: User, next_url: str) -> BaseResponse:
 
 
 @bp.post("/logout")
-def logout() -> BaseResponse:
+def logout() -> str | BaseResponse:
     user = current_user()
+    kept = server_session().get(saml_logout.SESSION_KEY) if user is not None else None
     if user is not None:
         audit.record(
             "logout",
@@ -112,7 +116,25 @@ def logout() -> BaseResponse:
             target=server_session().sid,
         )
     server_session().destroy()
+    slo_url = _single_logout(kept)
+    if slo_url is not None:
+        # A page that moves on by itself: this form's redirect chain may not leave our origin
+        # (CSP form-action), a page's refresh may.
+        return render_template(
+            "idp/saml/continue.html", url=slo_url, heading="Signing you out of your organisation"
+        )
     return redirect_to("auth.login")
+
+
+def _single_logout(kept: object) -> str | None:
+    """For a session signed in through SAML: the IdP URL carrying our signed LogoutRequest
+    (SP-initiated single logout), or None when there is no IdP to tell."""
+    if not isinstance(kept, dict):
+        return None
+    conn = saml_connections.find(str(kept.get("conn", "")))
+    if conn is None:
+        return None
+    return saml_logout.begin(conn, saml_context(), kept)
 
 
 def requested_next(values: Mapping[str, str]) -> str:

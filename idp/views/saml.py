@@ -9,18 +9,13 @@ from idp.extensions import csrf, db
 from idp.runtime import runtime
 from idp.services import users
 from idp.services.saml import connections, login, logout, provisioning, sp
-from idp.services.saml.sp import SamlContext
-from idp.views._helpers import origin, server_session
+from idp.views._context import saml_context
+from idp.views._helpers import server_session
 from idp.views._mfa import org_limits
 from idp.views.admin.sso import show_test_result
 from idp.views.auth import next_for, redirect_to_next, requested_next
 
 bp = Blueprint("saml", __name__)
-
-
-def saml_context() -> SamlContext:
-    rt = runtime()
-    return SamlContext(rt.settings.issuer, rt.keyring, rt.store, origin(), rt.clock())
 
 
 @bp.get("/saml/<slug>/metadata")

@@ -18,6 +18,8 @@ from typing import Any
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.logout_response import OneLogin_Saml2_Logout_Response
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from sqlalchemy import select
 
 from idp.extensions import db
@@ -29,6 +31,7 @@ from idp.services.saml.sp import SamlContext
 
 INDEX_PREFIX = "saml:sidx:"
 REQUEST_PREFIX = "saml:slo:"
+SEEN_PREFIX = "saml:slo-seen:"
 REQUEST_TTL_SECONDS = 10 * 60
 SESSION_KEY = "saml"  # in the session's data: what SP-initiated logout needs
 
@@ -86,6 +89,9 @@ def _logout_request(conn: SamlConnection, ctx: SamlContext, auth: OneLogin_Saml2
     if auth.get_errors():
         raise login.reject(conn, ctx, "logout_invalid", detail=auth.get_last_error_reason() or "")
     xml = auth.get_last_request_xml()
+    problem = _misaddressed(xml, conn, ctx) or _replayed(xml, conn, ctx)
+    if problem:
+        raise login.reject(conn, ctx, problem)
     name_id = OneLogin_Saml2_Logout_Request.get_nameid(xml)
     indexes = OneLogin_Saml2_Logout_Request.get_session_indexes(xml)
     ended = _end_sessions(conn, ctx, name_id, indexes)
@@ -108,7 +114,7 @@ def _logout_response(
         request_id = answering.get_in_response_to()
     except Exception as error:
         raise login.reject(conn, ctx, "logout_malformed", detail=type(error).__name__) from None
-    if not request_id or ctx.store.take(_request_key(request_id)) != conn.slug:
+    if not request_id or ctx.store.get(_request_key(request_id)) != conn.slug:
         raise login.reject(conn, ctx, "logout_unsolicited")
     try:
         auth.process_slo(keep_local_session=True, request_id=request_id)
@@ -116,6 +122,14 @@ def _logout_response(
         raise login.reject(conn, ctx, "logout_malformed", detail=type(error).__name__) from None
     if auth.get_errors():
         raise login.reject(conn, ctx, "logout_invalid", detail=auth.get_last_error_reason() or "")
+    problem = _misaddressed(auth.get_last_response_xml(), conn, ctx)
+    if problem:
+        raise login.reject(conn, ctx, problem)
+    # Used up only once the answer proved genuine: a forged one (wrong key, tampered) must not
+    # spend the request, or the IdP's real answer that follows would be refused. Taken, not
+    # just read, so the same answer is accepted once.
+    if ctx.store.take(_request_key(request_id)) != conn.slug:
+        raise login.reject(conn, ctx, "logout_unsolicited")
     audit.record(
         "saml.logout_confirmed",
         org_id=conn.org_id,
@@ -123,6 +137,28 @@ def _logout_response(
         origin=ctx.origin,
         now=ctx.now,
     )
+
+
+def _misaddressed(xml: str, conn: SamlConnection, ctx: SamlContext) -> str | None:
+    """python3-saml compares Destination as a prefix of our URL; it must be our SLS exactly."""
+    destination = OneLogin_Saml2_XML.to_etree(xml).get("Destination")
+    sls = sp.urls(ctx.issuer, conn.slug)["sls"]
+    return "logout_wrong_destination" if destination not in (None, sls) else None
+
+
+def _replayed(xml: str, conn: SamlConnection, ctx: SamlContext) -> str | None:
+    """A LogoutRequest is accepted once, and only while fresh: a captured one (without a
+    SessionIndex it signs the person out everywhere) cannot be sent again later."""
+    document = OneLogin_Saml2_XML.to_etree(xml)
+    try:
+        issued = OneLogin_Saml2_Utils.parse_SAML_to_time(document.get("IssueInstant", ""))
+    except Exception:  # python3-saml raises a bare Exception for a malformed time
+        return "logout_malformed"
+    if abs(ctx.now - issued) > REQUEST_TTL_SECONDS:
+        return "logout_stale"
+    digest = hashlib.sha256((document.get("ID") or "").encode()).hexdigest()
+    key = f"{SEEN_PREFIX}{conn.id}:{digest}"
+    return None if ctx.store.add(key, "1", 2 * REQUEST_TTL_SECONDS) else "logout_replay"
 
 
 def _end_sessions(conn: SamlConnection, ctx: SamlContext, name_id: str, indexes: list[str]) -> int:
