@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -271,6 +271,23 @@ class Tally:
     cpu: float = 0.0  # CPU seconds the measured processes used during the slice
     other: float = math.nan  # share of all CPUs that other processes used meanwhile
     starved: bool = False  # a loop ran out of prepared sign-in forms before the deadline
+
+
+def accounted(master: int, servers: list[int], load: Callable[[], Tally]) -> Tally:
+    """``load``'s tally with the CPU gunicorn's workers used, and the share others took.
+
+    Ours is gunicorn, this process (the client) and ``servers`` (the run's PostgreSQL
+    backends); everything else busy on the machine meanwhile is someone else's.
+    """
+    workers = children_of(master)
+    ours = [master, *workers, *servers]
+    before = (cpu_of(workers), cpu_of(ours) + time.process_time(), machine_busy())
+    started = time.monotonic()
+    tally = load()
+    wall = time.monotonic() - started
+    mine = cpu_of(ours) + time.process_time() - before[1]
+    other = max(0.0, machine_busy() - before[2] - mine) / (wall * (os.cpu_count() or 1))
+    return replace(tally, cpu=cpu_of(workers) - before[0], other=other)
 
 
 def timed_loops(concurrency: int, seconds: float, step: Callable[[], bool | None]) -> Tally:

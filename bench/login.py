@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,15 +48,13 @@ from _harness import (
     INTERRUPTED,
     NOISY,
     Tally,
+    accounted,
     backends_of,
     base_environment,
-    children_of,
-    cpu_of,
     free_port,
     gunicorn,
     in_processes,
     initialise,
-    machine_busy,
     postgres_database,
     progress,
     redis_database,
@@ -151,23 +149,6 @@ def post_slice(port: int, password: str, forms: list[Form], clients: int, second
         return sign_in(port, password, form)
 
     return timed_loops(clients, seconds, step)
-
-
-def accounted(master: int, servers: list[int], load: Callable[[], Tally]) -> Tally:
-    """``load``'s tally with the CPU gunicorn's workers used, and the share others took.
-
-    Ours is gunicorn, this process (the client) and ``servers`` (the run's PostgreSQL
-    backends); everything else busy on the machine meanwhile is someone else's.
-    """
-    workers = children_of(master)
-    ours = [master, *workers, *servers]
-    before = (cpu_of(workers), cpu_of(ours) + time.process_time(), machine_busy())
-    started = time.monotonic()
-    tally = load()
-    wall = time.monotonic() - started
-    mine = cpu_of(ours) + time.process_time() - before[1]
-    other = max(0.0, machine_busy() - before[2] - mine) / (wall * (os.cpu_count() or 1))
-    return replace(tally, cpu=cpu_of(workers) - before[0], other=other)
 
 
 def full_slice(port: int, password: str, clients: int, seconds: float) -> Tally:
