@@ -25,7 +25,8 @@ are compared. This is a closed loop with think time, not wrk2's open loop: a sta
 requests behind it instead of counting against them, so a tail this mode hides can exist. The
 rates reached are printed next to the figures.
 
-The gateway runs as in production: gunicorn with aiohttp's worker (``gateway.app:create_app()``),
+The gateway runs as in production: gunicorn with the gateway's own worker
+(``gateway.worker.GatewayWorker``: uvloop and gateway.server, ``gateway.app:create_app()``),
 one worker per core, Redis as the shared store (``--redis-url``, a database of its own: one
 holding ``bascule:*`` keys is refused, and the keys the run made are deleted). The IdP (one
 sync gunicorn worker, SQLite) is needed only to sign in once, through the real code flow with
@@ -239,7 +240,7 @@ def nginx(prefix: Path, ports: Ports) -> Iterator[int]:
 def gateway(
     env: dict[str, str], port: int, workers: int, worker_class: str, log: Path
 ) -> Iterator[int]:
-    """gunicorn with aiohttp workers; yields the master's pid."""
+    """gunicorn with the gateway's workers; yields the master's pid."""
     command = [
         sys.executable, "-m", "gunicorn", "--workers", str(workers),
         "--worker-class", worker_class, "--bind", f"127.0.0.1:{port}",
@@ -689,7 +690,6 @@ def print_report(report: Report) -> None:
 OPERATIONS = {
     "Gateway.handle (all of the gateway's own code)": "Gateway.handle (gateway/app.py",
     "sessions.look_up (session, IdP session, permissions)": "look_up (gateway/sessions.py",
-    "redis-py (command, connection pool, parser)": "(redis/",
     "identity.headers (the signed assertion)": "headers (gateway/identity.py",
     "Signer.sign (joserfc + ECDSA P-256)": "Signer.sign (idp/common/signing.py",
     "json (session records, assertion claims)": "(json/",
@@ -697,10 +697,11 @@ OPERATIONS = {
     "paths.normalise": "normalise (gateway/paths.py",
     "audit note + Prometheus metrics": "AuditTrail.note (gateway/decisions.py",
     "prometheus_client (all)": "(prometheus_client/",
-    "proxy.forward (aiohttp client to the upstream)": "forward (gateway/proxy.py",
+    "proxy.forward (the upstream client, gateway.upstream)": "forward (gateway/proxy.py",
     "proxy.upstream_headers": "upstream_headers (gateway/proxy.py",
     "socket writes (send(): loopback delivery included)": "_SelectorSocketTransport.write (",
-    "aiohttp server (parsing, handler, response)": "(aiohttp/web_protocol.py",
+    "gateway.server (parsing, answering)": "(gateway/server.py",
+    "store MGET pipeline (gateway.redis_pipe)": "(gateway/redis_pipe.py",
 }
 
 
@@ -768,7 +769,7 @@ def summarise(files: list[Path]) -> dict[str, Any]:
     share = {name: count / total for name, count in inclusive.items()} if total else {}
     handler = "Gateway.handle (all of the gateway's own code)"
     if total:
-        share["outside Gateway.handle (aiohttp server, event loop)"] = 1 - share.get(handler, 0)
+        share["outside Gateway.handle (server, event loop)"] = 1 - share.get(handler, 0)
     return {
         "samples": total,
         "top": sorted(share.items(), key=lambda item: -item[1]),
@@ -794,7 +795,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--worker-class",
-        default="aiohttp.GunicornUVLoopWebWorker",  # as `bascule serve` runs it
+        default="gateway.worker.GatewayWorker",  # as `bascule serve` runs it
         help="gunicorn worker class of the gateway (as `bascule serve` runs it)",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")

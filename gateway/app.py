@@ -1,8 +1,9 @@
 """The gateway: every request to the upstream passes here, or is refused here.
 
-One aiohttp middleware takes every request before any routing, so no router can normalise a
-path differently from the policy: the raw request target is normalised once (gateway.paths),
-exactly as the upstream will see it, and that is what the policy judges and what is sent on.
+``Gateway.handle`` takes every request straight from the server (gateway.server), with no
+router in between that could normalise a path differently from the policy: the raw request
+target is normalised once (gateway.paths), exactly as the upstream will see it, and that is
+what the policy judges and what is sent on.
 """
 
 from __future__ import annotations
@@ -15,21 +16,22 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
-from aiohttp import web
-from yarl import URL
 
 from gateway import config as gateway_config
 from gateway import decisions, identity, pages, paths, proxy, sessions, websocket
 from gateway.config import GatewayConfig
 from gateway.identity import Caller
 from gateway.idp_client import IdpClient, IdpError, Login
-from gateway.policy import Identity, Outcome
+from gateway.messages import Request, Response, delete_cookie, set_cookie, text
+from gateway.policy import Decision, Identity, Outcome
 from gateway.store import NAMESPACE, GatewayStore
+from gateway.upstream import UpstreamPool
 from idp.common import metrics
 from idp.common.redirects import safe_next
+from idp.common.session_record import SessionRecord
 from idp.common.store import StoreUnavailable
 from idp.config import Settings
 from idp.config import load as load_settings
@@ -39,10 +41,8 @@ LOGIN_SECONDS = 600
 STATE_COOKIE = "bascule_gateway_state"
 TOUCH_INTERVAL_SECONDS = 60
 FRESH_SECONDS = 60  # a sign-in this recent is as fresh as re-authenticating can make it
-UPSTREAM_CONNECTIONS = 256
 GC_THRESHOLD = 20_000  # allocations between young-generation collections (CPython: 700)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_FORM_BYTES = 64 * 1024  # what the gateway reads itself (proxied bodies know no limit)
 
 
 class Gateway:
@@ -55,13 +55,15 @@ class Gateway:
         self.assertions = identity.Assertions(
             config.signer, config.public_url, upstream.name, upstream.org
         )
+        self.upstream = UpstreamPool(self.policy.upstream.url)
+        self.upstream_prefix = urlsplit(self.policy.upstream.url).path.rstrip("/")
+        public = urlsplit(config.public_url)
+        self.forwarded = (public.scheme, public.netloc)
         self._background: set[asyncio.Task[Any]] = set()
+        self._touching: set[str] = set()  # IdP sessions whose last-seen is being written
 
-    async def start(self, _app: web.Application) -> None:
-        connector = aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS, keepalive_timeout=30)
-        self.upstream = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
-        )
+    async def start(self) -> None:
+        """In the worker's event loop, before the first request."""
         self.idp = IdpClient(
             self.config, aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         )
@@ -72,11 +74,11 @@ class Gateway:
         gc.set_threshold(GC_THRESHOLD, 20, 20)
         self._spawn(self.audit.run())
 
-    async def stop(self, _app: web.Application) -> None:
+    async def stop(self) -> None:
         for task in self._background:
             task.cancel()
         await self.audit.flush()
-        await self.upstream.close()
+        self.upstream.close()
         await self.idp.http.close()
         await self.store.close()
 
@@ -87,16 +89,16 @@ class Gateway:
 
     # --- every request ---------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: Request) -> Response:
         try:
-            target = paths.normalise(request.raw_path)
+            target = paths.normalise(request.target)
         except paths.AmbiguousPath as exc:
             return pages.problem(request, 400, f"Refused: {exc.reason}.")
         if target.path.startswith("/_bascule/"):
             return await self.internal(request, target)
         started = time.perf_counter()
         verdict = await self.judge(request, request.method, target.path, self.client_ip(request))
-        if isinstance(verdict, web.StreamResponse):
+        if isinstance(verdict, Response):
             return verdict
         decision, caller = verdict
         decisions.LATENCY.observe(time.perf_counter() - started)
@@ -111,9 +113,11 @@ class Gateway:
             return pages.problem(request, 401, message)
         return await self.start_login(request, original, "login" if step_up else None)
 
+    __call__ = handle  # the server's handler (and gunicorn wants its app callable)
+
     async def judge(
-        self, request: web.Request, method: str, path: str, ip: str
-    ) -> tuple[Any, Caller | None] | web.StreamResponse:
+        self, request: Request, method: str, path: str, ip: str
+    ) -> tuple[Decision, Caller | None] | Response:
         """The policy's decision for this caller, or a 503 when the store or the IdP is down
         (fail closed)."""
         try:
@@ -136,8 +140,8 @@ class Gateway:
         self.audit.note(decision, method, path, ip, caller)
         return decision, caller
 
-    async def identify(self, request: web.Request) -> Caller | None:
-        cookie = sessions.parse_cookie(request.cookies.get(self.config.cookie_name))
+    async def identify(self, request: Request) -> Caller | None:
+        cookie = sessions.parse_cookie(request.cookie(self.config.cookie_name))
         if cookie is None:
             return None
         now = time.time()
@@ -148,8 +152,9 @@ class Gateway:
         permissions = found.permissions
         if permissions is None:
             permissions = await self.idp.permissions(cookie.uid)
-        if now - found.idp.last_seen > TOUCH_INTERVAL_SECONDS:
-            self._spawn(sessions.touch(self.store, cookie.sid, found.idp, now, limits))
+        if now - found.idp.last_seen > TOUCH_INTERVAL_SECONDS and cookie.sid not in self._touching:
+            self._touching.add(cookie.sid)
+            self._spawn(self._touch(cookie.sid, found.idp, now))
         return Caller(
             cookie.uid,
             found.session.email,
@@ -159,46 +164,55 @@ class Gateway:
             found.idp.auth_time or 0.0,
         )
 
+    async def _touch(self, sid: str, record: SessionRecord, now: float) -> None:
+        """One write per session at a time: every request until it lands would start another
+        (a burst of store writes in threads, and a latency spike)."""
+        try:
+            await sessions.touch(self.store, sid, record, now, self.config.session_limits)
+        finally:
+            self._touching.discard(sid)
+
     def identity_headers(self, caller: Caller | None) -> dict[str, str]:
         return self.assertions.headers_for(caller, time.time())
 
     async def pass_on(
-        self, request: web.Request, path_and_query: str, caller: Caller | None
-    ) -> web.StreamResponse:
+        self, request: Request, path_and_query: str, caller: Caller | None
+    ) -> Response:
         headers = proxy.upstream_headers(
             request,
             self.identity_headers(caller),
             self.client_ip(request),
-            self.config.public_url,
+            self.forwarded,
             self.config.private_cookies,
+            self.upstream.netloc,
         )
-        # encoded=True: the target goes out exactly as normalised and judged. yarl would
-        # otherwise re-quote it (``%41`` to ``A``, ``%2f`` to ``/`` in the query, ``%21`` to
-        # ``!`` in the path), and the upstream would read something the policy never saw.
-        url = URL(self.policy.upstream.url.rstrip("/") + path_and_query, encoded=True)
+        # The target goes out exactly as normalised and judged, under the upstream's own
+        # path prefix: never re-quoted, so the upstream reads what the policy saw.
+        target = self.upstream_prefix + path_and_query
+        timeout = self.config.upstream_timeout
         if websocket.is_upgrade(request):
-            return await websocket.bridge(request, self.upstream, url, headers)
-        return await proxy.forward(
-            request, self.upstream, url, headers, self.config.upstream_timeout
-        )
+            return await websocket.bridge(request, self.upstream, target, headers, timeout)
+        return await proxy.forward(request, self.upstream, target, headers, timeout)
 
-    def client_ip(self, request: web.Request) -> str:
+    def client_ip(self, request: Request) -> str:
         """The peer, or the address the trusted proxies in front of us say they served."""
         trusted = self.config.settings.trusted_proxy_count
+        if not trusted:
+            return request.peer
         forwarded = [
             hop.strip()
-            for value in request.headers.getall("X-Forwarded-For", [])
+            for value in request.header_values("x-forwarded-for")
             for hop in value.split(",")
         ]
-        if trusted and len(forwarded) >= trusted:
+        if len(forwarded) >= trusted:
             return forwarded[-trusted]
-        return request.remote or ""
+        return request.peer
 
     # --- sign-in and sign-out ----------------------------------------------------------------
 
     async def start_login(
-        self, request: web.Request, return_to: str, prompt: str | None = None
-    ) -> web.StreamResponse:
+        self, request: Request, return_to: str, prompt: str | None = None
+    ) -> Response:
         login = Login.start()
         try:
             url = await self.idp.authorize_url(login, prompt=prompt)
@@ -207,19 +221,21 @@ class Gateway:
         except (StoreUnavailable, IdpError):
             return pages.problem(request, 503, "Sign-in is unavailable; try again soon.")
         response = pages.redirect(url)
-        response.set_cookie(
-            STATE_COOKIE, login.state, max_age=LOGIN_SECONDS, path="/_bascule/callback",
-            httponly=True, secure=self.config.secure_cookies, samesite="Lax",
+        response.headers.append(
+            set_cookie(
+                STATE_COOKIE, login.state, max_age=LOGIN_SECONDS, path="/_bascule/callback",
+                secure=self.config.secure_cookies,
+            )
         )  # fmt: skip
         return response
 
-    async def callback(self, request: web.Request) -> web.StreamResponse:
-        query = request.query
+    async def callback(self, request: Request) -> Response:
+        query = request.query()
         if "error" in query:
             message = query.get("error_description") or query["error"]
             return pages.problem(request, 400, f"Sign-in did not complete: {message}")
         state, code = query.get("state", ""), query.get("code", "")
-        bound = request.cookies.get(STATE_COOKIE, "")
+        bound = request.cookie(STATE_COOKIE) or ""
         if not state or not code or not hmac.compare_digest(state, bound):
             return pages.problem(request, 400, "This sign-in was not started in this browser.")
         if query.get("iss", self.config.issuer) != self.config.issuer:
@@ -246,16 +262,16 @@ class Gateway:
             return pages.problem(request, 503, f"Sign-in could not complete: {exc}")
         target = safe_next(pending["return_to"], self.config.public_url, default="/")
         response = pages.redirect(target)
-        response.del_cookie(STATE_COOKIE, path="/_bascule/callback")
-        response.set_cookie(
-            self.config.cookie_name, cookie, path="/", httponly=True,
-            secure=self.config.secure_cookies, samesite="Lax",
-        )  # fmt: skip
+        secure = self.config.secure_cookies
+        response.headers += [
+            delete_cookie(STATE_COOKIE, path="/_bascule/callback", secure=secure),
+            set_cookie(self.config.cookie_name, cookie, path="/", secure=secure),
+        ]
         return response
 
-    async def logout(self, request: web.Request) -> web.StreamResponse:
+    async def logout(self, request: Request) -> Response:
         """End the gateway session, then the IdP session (RP-initiated logout)."""
-        cookie = sessions.parse_cookie(request.cookies.get(self.config.cookie_name))
+        cookie = sessions.parse_cookie(request.cookie(self.config.cookie_name))
         location = self.config.public_url + "/"
         if cookie is not None:
             try:
@@ -267,13 +283,16 @@ class Gateway:
             except (StoreUnavailable, IdpError):
                 pass  # the cookie goes anyway; the IdP session ends at its own sign-out
         response = pages.redirect(location)
-        response.del_cookie(self.config.cookie_name, path="/")
+        secure = self.config.secure_cookies
+        response.headers.append(delete_cookie(self.config.cookie_name, path="/", secure=secure))
         return response
 
-    async def backchannel_logout(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
-        token = form.get("logout_token")
-        if not isinstance(token, str):
+    async def backchannel_logout(self, request: Request) -> Response:
+        body = await request.body.collect(MAX_FORM_BYTES)
+        if body is None:
+            return pages.problem(request, 413, "The form is too large.")
+        token = dict(parse_qsl(body.decode("latin-1"))).get("logout_token")
+        if not token:
             return pages.problem(request, 400, "logout_token is missing")
         try:
             claims = await self.idp.verified(token)
@@ -285,72 +304,72 @@ class Gateway:
         if "nonce" in claims or not claims.get("sid"):
             return pages.problem(request, 400, "not a logout token for the gateway")
         await sessions.end_for_idp_session(self.store, str(claims["sid"]))
-        return web.Response(status=200, headers={"Cache-Control": "no-store"})
+        return Response(200, [("Cache-Control", "no-store")])
 
     # --- /_bascule/ -------------------------------------------------------------------------
 
-    async def internal(self, request: web.Request, target: paths.Target) -> web.StreamResponse:
+    async def internal(self, request: Request, target: paths.Target) -> Response:
         route = INTERNAL.get((request.method, target.path))
         if route is None:
             return pages.problem(request, 404, "There is nothing at this address.")
         return await route(self, request)
 
-    async def login(self, request: web.Request) -> web.StreamResponse:
-        return_to = safe_next(request.query.get("rd"), self.config.public_url, default="/")
-        prompt = "login" if request.query.get("reauth") == "1" else None
+    async def login(self, request: Request) -> Response:
+        query = request.query()
+        return_to = safe_next(query.get("rd"), self.config.public_url, default="/")
+        prompt = "login" if query.get("reauth") == "1" else None
         return await self.start_login(request, return_to, prompt)
 
-    async def forward_auth(self, request: web.Request) -> web.StreamResponse:
+    async def forward_auth(self, request: Request) -> Response:
         """For nginx auth_request, Caddy forward_auth, Traefik forwardAuth: 200 with the
         identity headers, 401 (sign in) or 403 (denied); never a redirect (nginx turns a 3xx
         into a 500)."""
-        uris = {request.headers.get(h) for h in ("X-Original-URI", "X-Forwarded-Uri")} - {None}
-        methods = {request.headers.get(h) for h in ("X-Original-Method", "X-Forwarded-Method")}
+        uris = {request.header(h) for h in ("x-original-uri", "x-forwarded-uri")} - {None}
+        methods = {request.header(h) for h in ("x-original-method", "x-forwarded-method")}
         methods.discard(None)
         if len(uris) > 1 or len({m.upper() for m in methods if m}) > 1:
             # A proxy that passes a client's own copy of one of them through must not let the
             # client choose what is judged: two different answers are refused.
-            return web.Response(status=403, text="Refused: the original request is ambiguous.")
+            return text(403, "Refused: the original request is ambiguous.")
         raw_uri = next(iter(uris), "")
         method = (next(iter(methods), None) or "GET").upper()
         try:
             target = paths.normalise(raw_uri or "")
         except paths.AmbiguousPath as exc:
-            return web.Response(status=403, text=f"Refused: {exc.reason}.")
+            return text(403, f"Refused: {exc.reason}.")
         verdict = await self.judge(request, method, target.path, self.client_ip(request))
-        if isinstance(verdict, web.StreamResponse):
+        if isinstance(verdict, Response):
             return verdict
         decision, caller = verdict
         if decision.outcome is Outcome.ALLOW:
-            return web.Response(status=200, headers=self.identity_headers(caller))
+            return Response(200, list(self.identity_headers(caller).items()))
         if decision.outcome is Outcome.DENY:
-            return web.Response(status=403, text=f"You may not do this: {decision.reason}.")
+            return text(403, f"You may not do this: {decision.reason}.")
         original = target.path + (f"?{target.query}" if target.query else "")
         query = {"rd": original}
         if decision.outcome is Outcome.STEP_UP:
             query["reauth"] = "1"  # the IdP session is live but not recent enough
         login = f"{self.config.public_url}/_bascule/login?{urlencode(query)}"
         body = f'<!doctype html><title>Sign in</title><p><a href="{login}">Sign in</a></p>'
-        return web.Response(
-            status=401, text=body, content_type="text/html", headers={"X-Bascule-Login": login}
-        )
+        return text(401, body, "text/html; charset=utf-8", [("X-Bascule-Login", login)])
 
-    async def healthz(self, _request: web.Request) -> web.StreamResponse:
-        return web.json_response({"status": "ok"})
+    async def healthz(self, _request: Request) -> Response:
+        return text(200, json.dumps({"status": "ok"}), JSON)
 
-    async def readyz(self, _request: web.Request) -> web.StreamResponse:
+    async def readyz(self, _request: Request) -> Response:
         try:
             await self.store.ping()
         except StoreUnavailable as exc:
-            return web.json_response({"status": "unavailable", "store": str(exc)}, status=503)
-        return web.json_response({"status": "ok"})
+            return text(503, json.dumps({"status": "unavailable", "store": str(exc)}), JSON)
+        return text(200, json.dumps({"status": "ok"}), JSON)
 
-    async def metrics(self, _request: web.Request) -> web.StreamResponse:
+    async def metrics(self, _request: Request) -> Response:
         body, content_type = metrics.exposition()
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        return Response(200, [("Content-Type", content_type)], body)
 
 
-INTERNAL: dict[tuple[str, str], Callable[[Gateway, web.Request], Awaitable[web.StreamResponse]]] = {
+JSON = "application/json; charset=utf-8"
+INTERNAL: dict[tuple[str, str], Callable[[Gateway, Request], Awaitable[Response]]] = {
     ("GET", "/_bascule/callback"): Gateway.callback,
     ("GET", "/_bascule/login"): Gateway.login,
     ("GET", "/_bascule/logout"): Gateway.logout,
@@ -363,31 +382,13 @@ INTERNAL: dict[tuple[str, str], Callable[[Gateway, web.Request], Awaitable[web.S
     ("GET", "/_bascule/metrics"): Gateway.metrics,
     ("GET", pages.STYLESHEET): lambda _gateway, _request: _stylesheet(),
 }
-GATEWAY = web.AppKey("gateway", Gateway)
 
 
-async def _stylesheet() -> web.StreamResponse:
+async def _stylesheet() -> Response:
     return pages.stylesheet()
 
 
-def create_app(
-    settings: Settings | None = None, *, store_namespace: str = NAMESPACE
-) -> web.Application:
-    """The gateway application; gunicorn runs it with aiohttp's worker. Tests pass their own
-    settings and the store namespace their IdP uses."""
-    gateway = Gateway(gateway_config.load(settings or load_settings()), store_namespace)
-
-    @web.middleware
-    async def everything(request: web.Request, handler: Handler) -> web.StreamResponse:
-        del handler  # whatever aiohttp's router made of the path, the gateway judges it
-        return await gateway.handle(request)
-
-    # Proxied bodies stream and know no limit; this bounds only what the gateway reads itself.
-    app = web.Application(middlewares=[everything], client_max_size=64 * 1024)
-    app[GATEWAY] = gateway
-    # A route that matches everything spares aiohttp a "not found" exception per request
-    # (a tenth of forward-auth's time); it is never called: the middleware answers.
-    app.router.add_route("*", "/{anything:.*}", gateway.handle)
-    app.on_startup.append(gateway.start)
-    app.on_cleanup.append(gateway.stop)
-    return app
+def create_app(settings: Settings | None = None, *, store_namespace: str = NAMESPACE) -> Gateway:
+    """The gateway, for gateway.worker (gunicorn) to serve. Tests pass their own settings and
+    the store namespace their IdP uses."""
+    return Gateway(gateway_config.load(settings or load_settings()), store_namespace)

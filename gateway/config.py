@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 from gateway import policy as policy_module
@@ -24,35 +25,37 @@ IDP_SESSION_COOKIES = frozenset({COOKIE_NAME, DEV_COOKIE_NAME})
 
 @dataclass(frozen=True)
 class GatewayConfig:
+    """Derived values are computed once (cached): several are read on every request."""
+
     settings: Settings
     policy: Policy
     client_secret: str
     signer: Signer
     upstream_timeout: float
 
-    @property
+    @cached_property
     def issuer(self) -> str:
         return self.settings.issuer.rstrip("/")
 
-    @property
+    @cached_property
     def public_url(self) -> str:
         return self.settings.gateway_url.rstrip("/")
 
-    @property
+    @cached_property
     def cookie_name(self) -> str:
         # Cookies ignore ports: the IdP's cookie on the same host must not be ours.
         return "bascule_gateway" if self.settings.is_dev else "__Host-bascule_gateway"
 
-    @property
+    @cached_property
     def private_cookies(self) -> frozenset[str]:
         """Cookies that stop at the gateway: its own session's and the IdP's."""
         return IDP_SESSION_COOKIES | {self.cookie_name}
 
-    @property
+    @cached_property
     def secure_cookies(self) -> bool:
         return not self.settings.is_dev
 
-    @property
+    @cached_property
     def session_limits(self) -> Limits:
         return Limits(
             self.settings.session_idle_minutes * 60, self.settings.session_max_hours * 3600

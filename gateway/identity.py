@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from gateway.messages import wire
 from idp.common.signing import Signer
 
 ASSERTION_SECONDS = 60
@@ -56,7 +57,7 @@ def headers(
     )
     return {
         "X-Bascule-User": caller.uid,
-        "X-Bascule-Email": caller.email,
+        "X-Bascule-Email": wire(caller.email),
         "X-Bascule-Org": org,
         "X-Bascule-Permissions": " ".join(permissions),
         "X-Bascule-Assertion": assertion,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 
-from aiohttp import web
+from gateway.messages import Request, Response, text
 
 TITLES = {
     400: "Bad request",
@@ -23,24 +23,24 @@ STYLE = (
     "border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08)}"
     "h1{font-size:1.5rem;margin-top:0}.links{color:#6b7380}a{color:#2454c5}"
 )
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", "default-src 'none'; style-src 'self'; frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Cache-Control", "no-store"),
+)
 
 
-def is_browser(request: web.Request) -> bool:
+def is_browser(request: Request) -> bool:
     """A person's navigation (GET of a page), who can be sent to sign in and back."""
-    return request.method in {"GET", "HEAD"} and "text/html" in request.headers.get("Accept", "")
+    return request.method in {"GET", "HEAD"} and wants_html(request)
 
 
-def wants_html(request: web.Request) -> bool:
+def wants_html(request: Request) -> bool:
     """A page for people (a refused form post too), JSON for programs."""
-    return "text/html" in request.headers.get("Accept", "")
+    return "text/html" in (request.header("accept") or "")
 
 
-def problem(request: web.Request, status: int, message: str) -> web.Response:
+def problem(request: Request, status: int, message: str) -> Response:
     title = TITLES.get(status, "Error")
     if wants_html(request):
         body = (
@@ -51,22 +51,14 @@ def problem(request: web.Request, status: int, message: str) -> web.Response:
             '<p class="links"><a href="/">Back to the start</a> · '
             '<a href="/_bascule/logout">Sign out</a></p></main>'
         )
-        return web.Response(
-            status=status, text=body, content_type="text/html", headers=SECURITY_HEADERS
-        )
-    return web.Response(
-        status=status,
-        text=json.dumps({"title": title, "status": status, "detail": message}),
-        content_type="application/problem+json",
-        headers=SECURITY_HEADERS,
-    )
+        return text(status, body, "text/html; charset=utf-8", SECURITY_HEADERS)
+    detail = json.dumps({"title": title, "status": status, "detail": message})
+    return text(status, detail, "application/problem+json; charset=utf-8", SECURITY_HEADERS)
 
 
-def stylesheet() -> web.Response:
-    return web.Response(
-        text=STYLE, content_type="text/css", headers={"Cache-Control": "public, max-age=3600"}
-    )
+def stylesheet() -> Response:
+    return text(200, STYLE, "text/css; charset=utf-8", [("Cache-Control", "public, max-age=3600")])
 
 
-def redirect(location: str) -> web.Response:
-    return web.Response(status=302, headers={"Location": location, **SECURITY_HEADERS})
+def redirect(location: str) -> Response:
+    return Response(302, [("Location", location), *SECURITY_HEADERS])

@@ -10,20 +10,16 @@ the policy judged.
 from __future__ import annotations
 
 from collections.abc import Collection
-from urllib.parse import urlsplit
-
-import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
 from gateway import pages
+from gateway.messages import Headers, Request, Response, Stream
+from gateway.upstream import Answer, BodyError, UpstreamError, UpstreamPool
 
-CHUNK = 64 * 1024
 HOP_BY_HOP = frozenset(
     {
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
         "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection", "host",
+        "expect",  # 100-continue is answered here, when the body is wanted
     }
 )  # fmt: skip
 # Never passed on, whatever the policy decided. Symfony, IIS and some rewrite modules route by
@@ -36,50 +32,49 @@ UNTRUSTED = frozenset(
         "x-original-method", "x-http-method-override", "x-http-method", "x-method-override",
     }
 )  # fmt: skip
-# aiohttp adds these when they are missing; the upstream must get the client's or none. An
-# Accept-Encoding the client never sent would have the upstream compress an answer the client
-# cannot read (it is passed on as it comes, never decompressed).
-CLIENT_ONLY = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
 # Ours to set: incoming ones are lies. The underscore spelling too: servers that map names to
 # CGI variables (older gunicorn, uWSGI, PHP) read X_Bascule_User as X-Bascule-User.
 OURS = ("x-bascule-", "x-forwarded-")
 
 
-def _dropped(headers: CIMultiDictProxy[str]) -> frozenset[str]:
-    """Hop-by-hop names, plus every name the Connection header lists."""
+def dropped(headers: Headers) -> frozenset[str]:
+    """Hop-by-hop names, plus every name the Connection header lists (lower case)."""
     named = {
         token.strip().lower()
-        for value in headers.getall("Connection", [])
+        for name, value in headers
+        if name.lower() == "connection"
         for token in value.split(",")
     }
-    return HOP_BY_HOP | named
+    return HOP_BY_HOP | named if named else HOP_BY_HOP
 
 
 def upstream_headers(
-    request: web.Request,
+    request: Request,
     identity: dict[str, str],
     client_ip: str,
-    public_url: str,
+    forwarded: tuple[str, str],
     private_cookies: Collection[str],
-) -> CIMultiDict[str]:
-    dropped = _dropped(request.headers) | UNTRUSTED
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in request.headers.items():
-        lower = name.lower()
-        if lower in dropped or lower.replace("_", "-").startswith(OURS):
+    host: str,
+) -> Headers:
+    """The headers the upstream gets: the client's, cleaned, then ours. ``forwarded`` is
+    the public scheme and host (from our configuration: the Host header is the client's to
+    choose, and an upstream building links from X-Forwarded-Host would send them there)."""
+    skip = dropped(request.headers) | UNTRUSTED
+    out: Headers = [("Host", host)]
+    for name, value in request.headers:
+        if name in skip or name.replace("_", "-").startswith(OURS):
             continue
-        if lower == "cookie":
+        if name == "cookie":
             value = _without_cookies(value, private_cookies)
             if not value:
                 continue
-        out.add(name, value)
-    # Host and scheme from our configuration: the Host header is the client's to choose, and
-    # an upstream building links from X-Forwarded-Host would send them to the client's site.
-    public = urlsplit(public_url)
-    out["X-Forwarded-For"] = client_ip
-    out["X-Forwarded-Proto"] = public.scheme
-    out["X-Forwarded-Host"] = public.netloc
-    out.update(identity)
+        out.append((name, value))
+    out += [
+        ("X-Forwarded-For", client_ip),
+        ("X-Forwarded-Proto", forwarded[0]),
+        ("X-Forwarded-Host", forwarded[1]),
+    ]
+    out += identity.items()
     return out
 
 
@@ -89,41 +84,58 @@ def _without_cookies(header: str, names: Collection[str]) -> str:
     return ";".join(kept).strip()
 
 
+def request_head(method: str, target: str, headers: Headers) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in headers]
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
 async def forward(
-    request: web.Request,
-    http: aiohttp.ClientSession,
-    url: URL,
-    headers: CIMultiDict[str],
-    timeout: float,
-) -> web.StreamResponse:
-    body = request.content if request.body_exists else None
+    request: Request, pool: UpstreamPool, target: str, headers: Headers, timeout: float
+) -> Response:
+    """The upstream's answer, streamed; 502 when it cannot be reached, 504 when too slow.
+
+    ``target`` goes out exactly as normalised and judged, never re-encoded.
+    """
+    chunked = request.has_body and request.header("transfer-encoding") is not None
+    if chunked:
+        headers = [*headers, ("Transfer-Encoding", "chunked")]
     try:
-        upstream = await http.request(
-            request.method,
-            url,
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-            auto_decompress=False,
-            skip_auto_headers=CLIENT_ONLY,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=timeout),
+        answer = await pool.send(
+            request_head(request.method, target, headers),
+            request.body if request.has_body else None,
+            chunked,
+            head_only=request.method == "HEAD",
+            timeout=timeout,
         )
     except TimeoutError:
         return pages.problem(request, 504, "The application did not answer in time.")
-    except aiohttp.ClientError:
+    except BodyError:
+        return pages.problem(request, 400, "The request body broke off.")
+    except UpstreamError:
         return pages.problem(request, 502, "The application cannot be reached.")
+    return relay(answer, timeout)
+
+
+def relay(answer: Answer, timeout: float) -> Response:
+    """The upstream's answer for the client: its headers cleaned, its body as it comes."""
+    if answer.body.complete:  # the common small answer: all of it came with the head
+        body = answer.body.take_all()
+        answer.release()
+        return Response(answer.status, answer_headers(answer.headers), body)
+    return Response(answer.status, answer_headers(answer.headers), stream=_relay(answer, timeout))
+
+
+def answer_headers(headers: Headers) -> Headers:
+    skip = dropped(headers)
+    return [(name, value) for name, value in headers if name.lower() not in skip]
+
+
+async def _relay(answer: Answer, timeout: float) -> Stream:
+    """The body as it arrives; a stall longer than ``timeout`` ends it (and the connection)."""
     try:
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        dropped = _dropped(upstream.headers)
-        for name, value in upstream.headers.items():
-            if name.lower() not in dropped:
-                response.headers.add(name, value)
-        await response.prepare(request)
-        # A failure past this point cannot change the status any more: aiohttp closes the
-        # connection, and the client sees a truncated body rather than a wrong one.
-        async for chunk in upstream.content.iter_chunked(CHUNK):
-            await response.write(chunk)
-        await response.write_eof()
-        return response
+        while chunk := await answer.body.read(timeout):
+            yield chunk
     finally:
-        upstream.release()
+        answer.release()

@@ -12,13 +12,15 @@ import hashlib
 import json
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 
 from gateway.store import GatewayStore
 from idp.common import permission_cache
 from idp.common.session_record import SESSION_PREFIX, Limits, SessionRecord
 
 PREFIX = "gw:sess:"
+PARSED_CACHE = 4096  # records, by their exact stored text (see _gateway_session)
 BY_IDP_SESSION = "gw:sid:"  # the gateway sessions of one IdP session, for back-channel logout
 _COOKIE = re.compile(r"^([A-Za-z0-9_-]{43})\.([0-9a-f]{64})\.([0-9a-f-]{36})$")
 
@@ -84,14 +86,31 @@ async def look_up(
     found = await store.get_many(keys)
     if found[0] is None or found[1] is None:
         return None
-    session = GatewaySession(**json.loads(found[0]))
-    idp = SessionRecord(**json.loads(found[1]))
+    session, idp = _gateway_session(found[0]), _idp_session(found[1])
     if session.sid != cookie.sid or session.uid != cookie.uid or idp.uid != cookie.uid:
         return None
     if idp.expired(now, limits) or now - session.created > limits.absolute_seconds:
         return None
-    permissions = permission_cache.decode(found[2], found[3]) if org_id is not None else None
+    permissions = _permissions(found[2], found[3]) if org_id is not None else None
     return Found(session, idp, permissions)
+
+
+# The records are read fresh from the store on every request; only their parsing is reused,
+# keyed by the exact text read, so a changed or deleted record is never served from here.
+# The parsed objects are shared: nothing may change them (``touch`` makes a copy).
+@lru_cache(maxsize=PARSED_CACHE)
+def _gateway_session(raw: str) -> GatewaySession:
+    return GatewaySession(**json.loads(raw))
+
+
+@lru_cache(maxsize=PARSED_CACHE)
+def _idp_session(raw: str) -> SessionRecord:
+    return SessionRecord(**json.loads(raw))
+
+
+@lru_cache(maxsize=PARSED_CACHE)
+def _permissions(raw: str | None, version: str | None) -> frozenset[str] | None:
+    return permission_cache.decode(raw, version)
 
 
 async def touch(
@@ -99,5 +118,5 @@ async def touch(
 ) -> None:
     """Activity through the gateway keeps the IdP session from idling out (once a minute).
     Only while it exists: a touch racing a revocation must not bring the session back."""
-    record.last_seen = now
-    await store.replace(SESSION_PREFIX + sid, json.dumps(asdict(record)), record.ttl(now, limits))
+    touched = replace(record, last_seen=now)
+    await store.replace(SESSION_PREFIX + sid, json.dumps(asdict(touched)), touched.ttl(now, limits))

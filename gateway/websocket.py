@@ -1,56 +1,43 @@
-"""WebSocket upgrades, checked by the policy like any request, then bridged both ways."""
+"""WebSocket upgrades, checked by the policy like any request, then joined byte for byte."""
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 
-import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
-
-from gateway import pages
-
-# Negotiated again between the gateway and the upstream: never copied through.
-WEBSOCKET_HEADERS = frozenset(
-    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
-     "sec-websocket-accept", "sec-websocket-protocol"}
-)  # fmt: skip
+from gateway import pages, proxy, tunnel
+from gateway.messages import Headers, Request, Response
+from gateway.upstream import UpstreamError, UpstreamPool
 
 
-def is_upgrade(request: web.Request) -> bool:
-    return request.headers.get("Upgrade", "").lower() == "websocket"
+def is_upgrade(request: Request) -> bool:
+    return request.upgrade and (request.header("upgrade") or "").lower() == "websocket"
 
 
 async def bridge(
-    request: web.Request, http: aiohttp.ClientSession, url: URL, headers: CIMultiDict[str]
-) -> web.StreamResponse:
-    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
-    forwarded = {k: v for k, v in headers.items() if k.lower() not in WEBSOCKET_HEADERS}
+    request: Request, pool: UpstreamPool, target: str, headers: Headers, timeout: float
+) -> Response:
+    """Ask the upstream for the upgrade on a connection of its own; on its 101, the client
+    gets that answer and the two connections are joined. Any other answer is passed on."""
+    upgrade = [*headers, ("Connection", "Upgrade"), ("Upgrade", "websocket")]
     try:
-        upstream = await http.ws_connect(
-            url.with_scheme("wss" if url.scheme == "https" else "ws"),
-            headers=forwarded,
-            protocols=[p for p in protocols if p],
+        answer = await pool.send(
+            proxy.request_head("GET", target, upgrade),
+            None,
+            False,
+            head_only=False,
+            timeout=timeout,
+            fresh=True,
         )
-    except (aiohttp.ClientError, TimeoutError):
+    except (UpstreamError, TimeoutError):
         return pages.problem(request, 502, "The application cannot be reached.")
-    client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else ())
-    await client.prepare(request)
-
-    async def pump(
-        source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-        sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    ) -> None:
-        async for message in source:
-            if message.type is aiohttp.WSMsgType.TEXT:
-                await sink.send_str(message.data)
-            elif message.type is aiohttp.WSMsgType.BINARY:
-                await sink.send_bytes(message.data)
-            else:
-                break
-        await sink.close()
-
-    await asyncio.gather(pump(client, upstream), pump(upstream, client), return_exceptions=True)
-    await upstream.close()
-    return client
+    if answer.status != 101:
+        return proxy.relay(answer, timeout)
+    upstream = answer.connection.transport
+    assert upstream is not None
+    kept = [
+        *proxy.answer_headers(answer.headers),
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+    ]
+    rest = answer.connection.upgraded or b""
+    return Response(101, kept, tunnel=partial(tunnel.splice, upstream, rest))

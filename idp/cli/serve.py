@@ -55,9 +55,9 @@ def serve(idp_bind: str, gateway_bind: str, upstream_bind: str, workers: int) ->
     _wait(children)
 
 
-# uvloop: its event loop, and its even spread of connections over the workers (with the
-# default loop one worker took nearly all of them under load: bench/gateway.py).
-GATEWAY_WORKER = "aiohttp.GunicornUVLoopWebWorker"
+# The gateway's own HTTP server on uvloop (gateway/worker.py), which also spreads connections
+# evenly over the workers (with the default loop one worker took nearly all of them).
+GATEWAY_WORKER = "gateway.worker.GatewayWorker"
 
 
 def _gunicorn(

@@ -1,5 +1,5 @@
 """The whole stack on loopback for gateway tests: the IdP (real HTTP server), the bundled
-messaging app, and the gateway (aiohttp, in a thread with its own event loop) in front of it.
+messaging app, and the gateway (its own server on uvloop, in a thread) in front of it.
 ``echo_stack`` puts the echo upstream (tests/gateway/echo.py) behind the gateway instead, and
 can start more gateways on the same IdP and store with changed settings.
 
@@ -8,7 +8,6 @@ The IdP here runs on the real clock: the gateway judges session lifetimes by it.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -18,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+import uvloop
 from flask import Flask
 from werkzeug.serving import make_server
 
 from examples.messaging.app import create_app as create_messaging_app
 from gateway.app import create_app as create_gateway_app
+from gateway.server import HttpServer
 from idp.app import create_app
 from idp.common.store import RedisStore
 from idp.config import Settings
@@ -62,10 +62,12 @@ def serve_wsgi(app: Flask, port: int) -> Iterator[None]:
 
 @contextmanager
 def serve_gateway(settings: Settings, port: int, namespace: str) -> Iterator[None]:
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_gateway_app(settings, store_namespace=namespace))
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    """As gateway.worker runs it, on one socket, in a thread."""
+    loop = uvloop.new_event_loop()
+    gateway = create_gateway_app(settings, store_namespace=namespace)
+    server = HttpServer(gateway)
+    loop.run_until_complete(gateway.start())
+    loop.run_until_complete(server.listen(socket.create_server(("127.0.0.1", port))))
     thread = threading.Thread(target=loop.run_forever)
     thread.start()
     try:
@@ -73,7 +75,8 @@ def serve_gateway(settings: Settings, port: int, namespace: str) -> Iterator[Non
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
-        loop.run_until_complete(runner.cleanup())
+        loop.run_until_complete(server.close(grace=1))
+        loop.run_until_complete(gateway.stop())
         loop.close()
 
 

@@ -61,6 +61,15 @@ def send(url: str, data: bytes, *, head: bool = False, timeout: float = TIMEOUT)
         return read_response(_Reader(sock), head=head)
 
 
+def send_many(url: str, data: bytes, count: int, timeout: float = TIMEOUT) -> list[RawResponse]:
+    """Send ``data`` (several requests, pipelined) and read ``count`` responses in order."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        reader = _Reader(sock)
+        return [read_response(reader) for _ in range(count)]
+
+
 def request(
     url: str,
     method: str,
