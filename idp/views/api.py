@@ -542,3 +542,8 @@ def _token(token: ApiToken) -> dict[str, Any]:
 
 def _event(event: AuditEvent) -> dict[str, Any]:
     return audit.as_dict(event) | {"hash": event.hash}
+
+
+# The SAML connection endpoints live in their own module and add their routes to ``bp``
+# (imported last: that module imports this one's blueprint and helpers).
+from idp.views import api_saml  # noqa: E402, F401

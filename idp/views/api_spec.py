@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from idp.config import Settings
+from idp.views.api_saml_schemas import CONNECTION_SLUG, SAML_SCHEMAS
 from idp.views.api_schemas import CLIENT_ID, ID, PLAIN, TIME, Schema, ref, schemas, string
 
 PROBLEM = "application/problem+json"
@@ -35,6 +36,7 @@ def _op(
     *,
     body: str | None = None,
     params: list[dict[str, Any]] | None = None,
+    body_required: bool = True,
 ) -> dict[str, Any]:
     """An authenticated operation, with every error it can answer."""
     codes = [400, 401, 403, 404, 405]
@@ -48,7 +50,7 @@ def _op(
     }
     if body is not None:
         content = {"application/json": {"schema": ref(body)}}
-        operation["requestBody"] = {"required": True, "content": content}
+        operation["requestBody"] = {"required": body_required, "content": content}
     if params:
         operation["parameters"] = params
     return operation
@@ -82,6 +84,7 @@ AUDIT_FILTERS = [
 MEMBER_ID = [_path_id("member_id")]
 CLIENT_PARAM = [{"name": "client_id", "in": "path", "required": True, "schema": CLIENT_ID}]
 ROLE_ID = [_path_id("role_id")]
+SAML_SLUG = [{"name": "slug", "in": "path", "required": True, "schema": CONNECTION_SLUG}]
 
 PATHS: dict[str, Any] = {
     "/api/v1/openapi.json": {
@@ -204,6 +207,45 @@ PATHS: dict[str, Any] = {
             "the old one stops working at once", "clients", _ok(200, "ClientSecret", "Made."),
         ),
     },
+    "/api/v1/saml/connections": {
+        "get": _op(
+            "listSamlConnections", "The organisation's SAML single sign-on connections, by "
+            "slug", "saml", _ok(200, "SamlConnectionList", "A page of connections."),
+            params=PAGING,
+        ),
+        "post": _op(
+            "createSamlConnection", "Connect the organisation to its SAML IdP, from the IdP's "
+            "metadata (metadata_xml, else fetched from metadata_url)", "saml",
+            _ok(201, "SamlConnection", "Created, with the URLs to give the IdP."),
+            body="SamlConnectionCreate",
+        ),
+    },
+    "/api/v1/saml/connections/{slug}": {
+        "parameters": SAML_SLUG,
+        "get": _op(
+            "getSamlConnection", "One connection", "saml",
+            _ok(200, "SamlConnection", "The connection."),
+        ),
+        "patch": _op(
+            "updateSamlConnection", "Change some settings (each list or mapping given is "
+            "replaced whole)", "saml",
+            _ok(200, "SamlConnection", "The connection after the change."),
+            body="SamlConnectionPatch",
+        ),
+        "delete": _op(
+            "deleteSamlConnection", "Delete a connection (its people keep their accounts)",
+            "saml", NO_CONTENT,
+        ),
+    },
+    "/api/v1/saml/connections/{slug}/refresh": {
+        "parameters": SAML_SLUG,
+        "post": _op(
+            "refreshSamlMetadata", "Take the IdP's metadata again: metadata_xml from the body, "
+            "else fetched from the connection's metadata_url", "saml",
+            _ok(200, "SamlConnection", "The connection with the new metadata."),
+            body="SamlMetadataRefresh", body_required=False,
+        ),
+    },
     "/api/v1/tokens": {
         "get": _op(
             "listTokens", "Your API tokens (the organisation's, with members.manage)", "tokens",
@@ -244,8 +286,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "Manage an organisation's members (and their second factors), roles, security "
-                "settings (the two-factor policy among them), OpenID Connect clients and API "
-                "tokens, and read its audit log. Authenticate with a personal API token "
+                "settings (the two-factor policy among them), OpenID Connect clients, SAML "
+                "single sign-on connections and API tokens, and read its audit log. "
+                "Authenticate with a personal API token "
                 "(`bascule tokens create`, or POST /api/v1/tokens) sent as "
                 "`Authorization: Bearer <token>`. "
                 "Errors are RFC 9457 problem documents (application/problem+json). Lists take "
@@ -263,7 +306,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "description": "A personal API token (bsc_…).",
                 }
             },
-            "schemas": schemas(settings),
+            "schemas": schemas(settings) | SAML_SCHEMAS,
             "responses": responses,
         },
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache, cached_property
 from typing import Any
 
 import click
@@ -22,8 +23,11 @@ from flask.testing import FlaskClient
 from idp.cli import main as cli_main
 from idp.common import permissions as p
 from idp.extensions import db
+from idp.runtime import runtime
 from idp.services import api_tokens, authz, orgs, users
 from idp.services.oidc import clients
+from idp.services.saml import connections
+from tests.saml.support import FakeIdp
 from tests.support import STRONG_PASSWORD, cli_context, make_user
 
 ANY_ADMIN = "any administrative permission"
@@ -35,16 +39,37 @@ CUSTOM_ROLE = frozenset({p.AUDIT_READ, p.USER_DATA_READ})
 ROLES: dict[str, frozenset[str]] = {**p.BUILTIN_ROLES, "auditor": CUSTOM_ROLE}
 
 
+@cache
+def idp_metadata() -> str:
+    """One forged IdP's metadata for every connection the matrix makes (a key pair is slow)."""
+    return FakeIdp().metadata()
+
+
 @dataclass
 class Targets:
     """Fresh objects for one request: a viewer without a password, an unused custom role, that
-    viewer's API token, and a confidential OIDC client of the organisation."""
+    viewer's API token, a confidential OIDC client of the organisation, and (made only when a
+    call asks, since each has its own key pair) a SAML connection of the organisation."""
 
     member_id: int
     role_id: int
     token_id: int
     client_id: str
     suffix: str
+
+    @cached_property
+    def saml_slug(self) -> str:
+        org = orgs.get("acme")
+        conn = connections.create(
+            authz.operator(org),
+            cli_context(),
+            runtime().keyring,
+            f"sso-{self.suffix}",
+            connections.load_metadata(idp_metadata(), None),
+            connections.Changes(),
+        )
+        db.session.commit()
+        return conn.slug
 
 
 # (method, URL rule) -> what it needs, and how to call it: a function giving path and body.
@@ -61,6 +86,27 @@ CLIENT_FORM = {
     "post_logout_redirect_uris": "",
     "backchannel_logout_uri": "",
 }
+
+
+SSO_SETTINGS_FORM = {
+    "domains": "",
+    "attr_email": "email",
+    "attr_given_name": "",
+    "attr_family_name": "",
+    "attr_groups": "groups",
+    "group_roles": "",
+    "default_role": "member",
+    "preset": "",
+    "metadata_url": "",
+}
+
+
+def _sso(path: str = "", form: dict[str, str] | None = None) -> Call:
+    return lambda t: (f"/admin/sso/{t.saml_slug}{path}", form)
+
+
+def _api_saml(path: str = "", body: dict[str, Any] | None = None) -> Call:
+    return lambda t: (f"/api/v1/saml/connections/{t.saml_slug}{path}", body)
 
 
 CONSOLE: dict[tuple[str, str], tuple[Need, Call]] = {
@@ -158,6 +204,21 @@ CONSOLE: dict[tuple[str, str], tuple[Need, Call]] = {
             {"session_idle_minutes": "20", "session_max_hours": "8", "password_min_length": "14"},
         ),
     ),
+    ("GET", "/admin/sso"): (frozenset({p.SECURITY_MANAGE}), lambda t: ("/admin/sso", None)),
+    ("POST", "/admin/sso"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: ("/admin/sso", {"slug": f"new-{t.suffix}", "metadata_xml": idp_metadata()}),
+    ),
+    ("GET", "/admin/sso/<slug>"): (frozenset({p.SECURITY_MANAGE}), _sso()),
+    ("POST", "/admin/sso/<slug>"): (frozenset({p.SECURITY_MANAGE}), _sso("", SSO_SETTINGS_FORM)),
+    ("POST", "/admin/sso/<slug>/refresh"): (
+        frozenset({p.SECURITY_MANAGE}),
+        _sso("/refresh", {"metadata_xml": idp_metadata()}),
+    ),
+    # A link to the IdP (303), not a form: see idp/views/admin/sso.py.
+    ("GET", "/admin/sso/<slug>/test"): (frozenset({p.SECURITY_MANAGE}), _sso("/test")),
+    ("GET", "/admin/sso/<slug>/delete"): (frozenset({p.SECURITY_MANAGE}), _sso("/delete")),
+    ("POST", "/admin/sso/<slug>/delete"): (frozenset({p.SECURITY_MANAGE}), _sso("/delete", {})),
 }
 
 API: dict[tuple[str, str], tuple[Need, Call]] = {
@@ -247,6 +308,27 @@ API: dict[tuple[str, str], tuple[Need, Call]] = {
     ("POST", "/api/v1/clients/<client:client_id>/secret"): (
         frozenset({p.SECURITY_MANAGE}),
         lambda t: (f"/api/v1/clients/{t.client_id}/secret", None),
+    ),
+    ("GET", "/api/v1/saml/connections"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: ("/api/v1/saml/connections", None),
+    ),
+    ("POST", "/api/v1/saml/connections"): (
+        frozenset({p.SECURITY_MANAGE}),
+        lambda t: (
+            "/api/v1/saml/connections",
+            {"slug": f"new-{t.suffix}", "metadata_xml": idp_metadata()},
+        ),
+    ),
+    ("GET", "/api/v1/saml/connections/<slug>"): (frozenset({p.SECURITY_MANAGE}), _api_saml()),
+    ("PATCH", "/api/v1/saml/connections/<slug>"): (
+        frozenset({p.SECURITY_MANAGE}),
+        _api_saml("", {"allow_idp_initiated": True}),
+    ),
+    ("DELETE", "/api/v1/saml/connections/<slug>"): (frozenset({p.SECURITY_MANAGE}), _api_saml()),
+    ("POST", "/api/v1/saml/connections/<slug>/refresh"): (
+        frozenset({p.SECURITY_MANAGE}),
+        _api_saml("/refresh", {"metadata_xml": idp_metadata()}),
     ),
     # Tokens: everyone lists and makes their own; revoking another member's needs the right.
     ("GET", "/api/v1/tokens"): (ANY_MEMBER, lambda t: ("/api/v1/tokens", None)),

@@ -1,5 +1,5 @@
 """The organisation admin console under /admin: overview, members, roles, settings, OIDC
-clients, audit log."""
+clients, SAML single sign-on, audit log."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from idp.models import User
 from idp.runtime import runtime
 from idp.services import admin_overview, mfa_policy
 from idp.views._helpers import login_required, principal_for
-from idp.views.admin import audit, clients, members, roles, settings
+from idp.views.admin import audit, clients, members, roles, settings, sso
 from idp.views.admin._common import bp, principal, render
 
-__all__ = ["audit", "bp", "clients", "members", "roles", "settings"]
+__all__ = ["audit", "bp", "clients", "members", "roles", "settings", "sso"]
 
 
 @bp.app_template_global()
