@@ -128,7 +128,7 @@ def saml_add(
     xml = metadata_file.read_bytes() if metadata_file else None
     with app_context():
         org = orgs.get(org_slug)
-        idp = connections.load_metadata(xml, metadata_url)
+        idp = connections.load_metadata(operator(org), xml, metadata_url)
         changes = replace(_changes(options, replace_domains=False), metadata_url=metadata_url)
         conn = connections.create(
             operator(org), service_context(), runtime().keyring, slug, idp, changes
@@ -208,7 +208,7 @@ def saml_refresh(slug: str, metadata_file: Path | None, as_json: bool) -> None:
         conn = connections.get(slug)
         principal, ctx = operator(conn.org), service_context()
         if metadata_file:
-            idp = connections.load_metadata(metadata_file.read_bytes(), None)
+            idp = connections.load_metadata(principal, metadata_file.read_bytes(), None)
             connections.replace_metadata(principal, ctx, conn, idp)
         else:
             connections.refresh(principal, ctx, conn)

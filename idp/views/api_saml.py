@@ -75,7 +75,7 @@ def create_saml_connection(principal: Principal) -> tuple[Response, int]:
     xml = _xml(body["metadata_xml"]) if "metadata_xml" in body else None
     changes = _changes(body)
     with body_reference():
-        idp = connections.load_metadata(xml, changes.metadata_url or None)
+        idp = connections.load_metadata(principal, xml, changes.metadata_url or None)
         conn = connections.create(
             principal, credentials_context(), runtime().keyring, slug, idp, changes
         )
@@ -123,7 +123,7 @@ def refresh_saml_metadata(principal: Principal, slug: str) -> Response:
     body = inp.json_body({"metadata_xml"}) if has_body else {}
     ctx = credentials_context()
     if "metadata_xml" in body:
-        idp = connections.load_metadata(_xml(body["metadata_xml"]), None)
+        idp = connections.load_metadata(principal, _xml(body["metadata_xml"]), None)
         connections.replace_metadata(principal, ctx, conn, idp)
     else:
         connections.refresh(principal, ctx, conn)

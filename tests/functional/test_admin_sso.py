@@ -25,7 +25,7 @@ from idp.extensions import db
 from idp.models import AuditEvent, SamlConnection, SamlIdentity, User
 from idp.runtime import runtime
 from idp.services import authz, orgs, users
-from idp.services.saml import connections
+from idp.services.saml import connections, metadata
 from idp.services.saml.connections import Changes
 from tests.saml.support import IDP_SSO_URL, FakeIdp, SamlBrowser, read_redirect
 from tests.support import Api, Browsers, cli_context, csrf_token, make_user, sid_of, token_for
@@ -103,7 +103,7 @@ def connect(slug: str, idp: FakeIdp, org: str = "acme", **changes: Any) -> None:
         cli_context(),
         runtime().keyring,
         slug,
-        connections.load_metadata(idp.metadata(), None),
+        connections.load_metadata(authz.operator(orgs.get(org)), idp.metadata(), None),
         Changes(**changes),
     )
     db.session.commit()
@@ -360,7 +360,7 @@ def test_console_refreshes_the_metadata(as_owner: httpx.Client, idp: FakeIdp) ->
 
 
 def stored_certificates(idp: FakeIdp) -> list[str]:
-    return connections.load_metadata(idp.metadata(), None).certificates
+    return metadata.parse(idp.metadata()).certificates
 
 
 def test_console_deletes_after_a_confirmation(as_owner: httpx.Client, idp: FakeIdp) -> None:
@@ -627,3 +627,24 @@ def test_test_connection_answer_is_used_once(
     assert browser.post(response, request.relay_state).status_code == 200
     assert browser.post(response, request.relay_state).status_code == 400
     assert len(events("saml.rejected")) == 1
+
+
+def test_an_admin_cannot_make_the_server_fetch_from_its_own_network(
+    api: Api, listener: Listener
+) -> None:
+    """Server-side request forgery: loopback, private and link-local metadata URLs are refused
+    before any connection is made (only the operator's CLI may use them)."""
+    for url in (
+        listener.url,
+        "http://localhost:9/metadata",
+        "http://10.0.0.1/metadata",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:9/metadata",
+        "http://2130706433/metadata",  # 127.0.0.1 as one number
+    ):
+        answer = problem(
+            api.client.post("/saml/connections", json={"slug": "mine", "metadata_url": url}), 400
+        )
+        assert "public address" in answer["detail"], (url, answer)
+    assert not listener.was_called()
+    assert stored("mine") is None

@@ -65,7 +65,7 @@ class Targets:
             cli_context(),
             runtime().keyring,
             f"sso-{self.suffix}",
-            connections.load_metadata(idp_metadata(), None),
+            connections.load_metadata(authz.operator(org), idp_metadata(), None),
             connections.Changes(),
         )
         db.session.commit()

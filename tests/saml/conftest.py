@@ -33,7 +33,7 @@ def connect(app: Flask, idp: FakeIdp, slug: str = "corp", **changes: object) -> 
         cli_context(),
         app.extensions["bascule"].keyring,
         slug,
-        connections.load_metadata(idp.metadata(), None),
+        connections.load_metadata(operator(org), idp.metadata(), None),
         Changes(**values),  # type: ignore[arg-type]
     )
     db.session.commit()

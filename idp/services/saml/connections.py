@@ -111,12 +111,18 @@ def for_domain(domain: str) -> SamlConnection | None:
     return next((c for c in all_connections() if domain in c.domains), None)
 
 
-def load_metadata(xml: str | bytes | None, url: str | None) -> IdpDescriptor:
-    """The IdP described by pasted/uploaded ``xml``, or else fetched from ``url``."""
+def load_metadata(
+    principal: Principal, xml: str | bytes | None, url: str | None
+) -> IdpDescriptor:
+    """The IdP described by pasted/uploaded ``xml``, or else fetched from ``url``.
+
+    Only the operator (the CLI) may fetch from loopback or private addresses.
+    """
+    authz.require(principal, SECURITY_MANAGE)
     if xml:
         return metadata.parse(xml)
     if url:
-        return metadata.parse(metadata.fetch(url))
+        return metadata.parse(metadata.fetch(url, internal_allowed=principal.via == "cli"))
     raise ServiceError("give the IdP's metadata: a file, pasted XML or a URL")
 
 
@@ -188,13 +194,15 @@ def refresh(principal: Principal, ctx: Context, conn: SamlConnection) -> None:
     """Fetch the metadata again from the connection's URL."""
     if not conn.metadata_url:
         raise ServiceError(f"{conn.slug!r} has no metadata URL to refresh from")
-    replace_metadata(principal, ctx, conn, load_metadata(None, conn.metadata_url))
+    replace_metadata(principal, ctx, conn, load_metadata(principal, None, conn.metadata_url))
 
 
 def delete(principal: Principal, ctx: Context, conn: SamlConnection) -> None:
     authz.require(principal, SECURITY_MANAGE)
-    _record("saml.connection_delete", principal, ctx, conn, {"domains": conn.domains})
+    details = {"domains": conn.domains}
     db.session.delete(conn)
+    db.session.flush()
+    _record("saml.connection_delete", principal, ctx, conn, details)  # commits both
 
 
 def describe(conn: SamlConnection, issuer: str) -> dict[str, Any]:

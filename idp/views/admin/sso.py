@@ -66,7 +66,7 @@ def create_connection(user: User) -> tuple[str, int] | Response:
     }
     try:
         url = typed["metadata_url"] or None
-        idp = connections.load_metadata(_metadata_source(typed["metadata_xml"]), url)
+        idp = connections.load_metadata(acting, _metadata_source(typed["metadata_xml"]), url)
         changes = Changes(
             domains=_domains(typed["domains"]),
             attribute_map=_preset(typed["preset"]) or None,
@@ -127,7 +127,8 @@ def refresh_metadata(user: User, slug: str) -> tuple[str, int] | Response:
     try:
         source = _metadata_source(pasted)
         if source:
-            connections.replace_metadata(acting, ctx, conn, connections.load_metadata(source, None))
+            idp = connections.load_metadata(acting, source, None)
+            connections.replace_metadata(acting, ctx, conn, idp)
         else:
             connections.refresh(acting, ctx, conn)
     except REFUSALS:
