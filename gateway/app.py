@@ -43,6 +43,10 @@ TOUCH_INTERVAL_SECONDS = 60
 FRESH_SECONDS = 60  # a sign-in this recent is as fresh as re-authenticating can make it
 GC_THRESHOLD = 20_000  # allocations between young-generation collections (CPython: 700)
 MAX_FORM_BYTES = 64 * 1024  # what the gateway reads itself (proxied bodies know no limit)
+# What a forward-auth request says it asks about, under the names nginx, Caddy, Traefik use.
+ORIGINAL_REQUEST_HEADERS = frozenset(
+    {"x-original-uri", "x-forwarded-uri", "x-original-method", "x-forwarded-method"}
+)
 
 
 class Gateway:
@@ -324,8 +328,12 @@ class Gateway:
         """For nginx auth_request, Caddy forward_auth, Traefik forwardAuth: 200 with the
         identity headers, 401 (sign in) or 403 (denied); never a redirect (nginx turns a 3xx
         into a 500)."""
-        uris = {request.header(h) for h in ("x-original-uri", "x-forwarded-uri")} - {None}
-        methods = {request.header(h) for h in ("x-original-method", "x-forwarded-method")}
+        first: dict[str, str] = {}  # the first value of each, in one pass over the headers
+        for name, value in request.headers:
+            if name in ORIGINAL_REQUEST_HEADERS and name not in first:
+                first[name] = value
+        uris = {first.get("x-original-uri"), first.get("x-forwarded-uri")} - {None}
+        methods = {first.get("x-original-method"), first.get("x-forwarded-method")}
         methods.discard(None)
         if len(uris) > 1 or len({m.upper() for m in methods if m}) > 1:
             # A proxy that passes a client's own copy of one of them through must not let the

@@ -40,6 +40,10 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
+    def idle(self) -> bool:
+        """Open, with no reply outstanding."""
+        return not self.waiting and not self.closed
+
     def send(self, commands: list[bytes], futures: Sequence[asyncio.Future[Any]]) -> None:
         assert self.transport is not None
         self.waiting.extend(futures)
@@ -107,7 +111,15 @@ class RedisPipe:
     async def mget(self, keys: Sequence[str]) -> Reply:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
-        self._batch.append(_pack("MGET", *keys))
+        command = _pack("MGET", *keys)
+        connection = self._connection
+        if not self._futures and connection is not None and connection.idle():
+            # Nothing in flight and nothing batched (low load): waiting a loop iteration for
+            # company would only add latency. Under load replies are outstanding, and the
+            # commands of the requests arriving meanwhile go out together, as below.
+            connection.send([command], (future,))
+            return await future
+        self._batch.append(command)
         self._futures.append(future)
         if len(self._futures) == 1:
             loop.call_soon(self._flush)

@@ -180,3 +180,35 @@ def test_http_1_0_closes_unless_kept_alive(server: tuple[str, Recorder]) -> None
     assert closed.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in closed
     [kept] = raw.send_many(url, b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 1)
     assert kept.header("Connection") == "keep-alive"
+
+
+def test_a_burst_of_connections_is_served_and_spread_over_the_workers() -> None:
+    """Two servers (as two gunicorn workers) on one listening socket each take connections one
+    at a time: a burst of new connections is served entirely, and not all by one of them."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+    port = listener.getsockname()[1]
+    loops, servers, threads, recorders = [], [], [], []
+    for _ in range(2):
+        loop = uvloop.new_event_loop()
+        recorder = Recorder()
+        http = HttpServer(recorder)
+        loop.run_until_complete(http.listen(listener.dup()))
+        loops.append(loop), servers.append(http), recorders.append(recorder)
+        threads.append(threading.Thread(target=loop.run_forever))
+        threads[-1].start()
+    try:
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+        for number, client in enumerate(clients):
+            client.sendall(f"GET /{number} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        for number, client in enumerate(clients):
+            assert client.recv(4096).startswith(b"HTTP/1.1 200 OK"), number
+            client.close()
+        counts = [len(recorder.seen) for recorder in recorders]
+        assert sum(counts) == 40 and min(counts) > 0, counts
+    finally:
+        for loop, http, thread in zip(loops, servers, threads, strict=True):
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+            loop.run_until_complete(http.close(grace=1))
+            loop.close()
+        listener.close()

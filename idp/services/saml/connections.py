@@ -111,9 +111,7 @@ def for_domain(domain: str) -> SamlConnection | None:
     return next((c for c in all_connections() if domain in c.domains), None)
 
 
-def load_metadata(
-    principal: Principal, xml: str | bytes | None, url: str | None
-) -> IdpDescriptor:
+def load_metadata(principal: Principal, xml: str | bytes | None, url: str | None) -> IdpDescriptor:
     """The IdP described by pasted/uploaded ``xml``, or else fetched from ``url``.
 
     Only the operator (the CLI) may fetch from loopback or private addresses.
