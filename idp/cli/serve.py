@@ -55,6 +55,8 @@ def serve(idp_bind: str, gateway_bind: str, upstream_bind: str, workers: int) ->
     _wait(children)
 
 
+# How long the servers get to finish requests in flight (gunicorn's graceful timeout is 5 s).
+STOP_SECONDS = 10.0
 # The gateway's own HTTP server on uvloop (gateway/worker.py), which also spreads connections
 # evenly over the workers (with the default loop one worker took nearly all of them).
 GATEWAY_WORKER = "gateway.worker.GatewayWorker"
@@ -105,11 +107,13 @@ def _wait(children: list[subprocess.Popen[bytes]]) -> None:
     for child in children:
         if child.poll() is None:
             child.terminate()
+    deadline = time.monotonic() + STOP_SECONDS  # one deadline for all: they stop together
     for child in children:
         try:
-            child.wait(timeout=10)
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
     failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM)]
     if failed:
         raise SystemExit(1)
