@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -288,6 +289,27 @@ def accounted(master: int, servers: list[int], load: Callable[[], Tally]) -> Tal
     mine = cpu_of(ours) + time.process_time() - before[1]
     other = max(0.0, machine_busy() - before[2] - mine) / (wall * (os.cpu_count() or 1))
     return replace(tally, cpu=cpu_of(workers) - before[0], other=other)
+
+
+def rounded(value: float, digits: int) -> float | None:
+    """None for what could not be measured (no /proc): JSON has no NaN."""
+    return None if math.isnan(value) else round(value, digits)
+
+
+def ratio_over_quiet(refs: list[Tally], loads: list[Tally]) -> tuple[float, int]:
+    """loads' rate over refs' rate counting only the repeats where neither slice shared the
+    CPUs with anyone else (NaN when none did), and how many repeats that was."""
+    quiet = [i for i, (r, p) in enumerate(zip(refs, loads, strict=True)) if quiet_slices(r, p)]
+    if not quiet:
+        return math.nan, 0
+    ratio = statistics.fmean(loads[i].rate for i in quiet) / statistics.fmean(
+        refs[i].rate for i in quiet
+    )
+    return ratio, len(quiet)
+
+
+def quiet_slices(*slices: Tally) -> bool:
+    return not any(t.other > NOISY for t in slices)  # NaN (unknown) counts as quiet
 
 
 def timed_loops(concurrency: int, seconds: float, step: Callable[[], bool | None]) -> Tally:

@@ -57,8 +57,10 @@ from _harness import (
     initialise,
     postgres_database,
     progress,
+    ratio_over_quiet,
     redis_database,
     request,
+    rounded,
     show,
     timed_loops,
     until_done,
@@ -238,14 +240,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Report:
     cpu_per_check = sum(t.cpu for t in refs) / sum(t.done for t in refs)
     cpu_per_sign_in = sum(t.cpu for t in posts) / max(1, done)
     other = statistics.fmean(t.other for t in refs + posts)
-    # A repeat is comparable when neither of its slices shared the CPUs with anyone else.
-    quiet = [i for i, pair in enumerate(zip(refs, posts, strict=True)) if _quiet(*pair)]
-    ratio_quiet = (
-        statistics.fmean(posts[i].rate for i in quiet)
-        / statistics.fmean(refs[i].rate for i in quiet)
-        if quiet
-        else math.nan
-    )
+    ratio_quiet, quiet_repeats = ratio_over_quiet(refs, posts)
     return Report(
         backend=backend,
         rounds=args.rounds,
@@ -253,9 +248,9 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Report:
         concurrency=args.concurrency,
         seconds=args.seconds,
         repeats=args.repeats,
-        other_load=_rounded(other, 3),
+        other_load=rounded(other, 3),
         other_load_per_repeat=[
-            (_rounded(r.other, 3), _rounded(p.other, 3)) for r, p in zip(refs, posts, strict=True)
+            (rounded(r.other, 3), rounded(p.other, 3)) for r, p in zip(refs, posts, strict=True)
         ],
         bcrypt_per_second=round(reference, 3),
         sign_ins_per_second=round(sign_ins, 3),
@@ -264,25 +259,16 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Report:
         ),
         ratio=round(ratio, 4),
         ratio_per_repeat=[round(p.rate / r.rate, 3) for p, r in zip(posts, refs, strict=True)],
-        quiet_repeats=len(quiet),
-        ratio_quiet=_rounded(ratio_quiet, 4),
+        quiet_repeats=quiet_repeats,
+        ratio_quiet=rounded(ratio_quiet, 4),
         target=TARGET_RATIO,
         meets_target=ratio >= TARGET_RATIO,
         cpu_ms_per_checkpw=round(1000 * cpu_per_check, 2),
-        worker_cpu_ms_per_sign_in=_rounded(1000 * cpu_per_sign_in, 2),
-        cpu_ratio=_rounded(cpu_per_check / cpu_per_sign_in, 4),
+        worker_cpu_ms_per_sign_in=rounded(1000 * cpu_per_sign_in, 2),
+        cpu_ratio=rounded(cpu_per_check / cpu_per_sign_in, 4),
         sign_ins=done,
         failed_sign_ins=sum(t.failed for t in posts + fulls),
     )
-
-
-def _quiet(*slices: Tally) -> bool:
-    return not any(t.other > NOISY for t in slices)  # NaN (unknown) counts as quiet
-
-
-def _rounded(value: float, digits: int) -> float | None:
-    """None for what could not be measured (no /proc): JSON has no NaN."""
-    return None if math.isnan(value) else round(value, digits)
 
 
 def _percent(share: float | None) -> str:

@@ -69,8 +69,10 @@ from _harness import (
     postgres_database,
     processes_named,
     progress,
+    ratio_over_quiet,
     redis_database,
     request,
+    rounded,
     show,
     timed_loops,
     until_done,
@@ -390,13 +392,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Report:
     done = sum(t.done for t in loads)
     cpu_per_validation = sum(t.cpu for t in refs) / sum(t.done for t in refs)
     cpu_per_sign_in = sum(t.cpu for t in loads) / max(1, done)
-    quiet = [i for i, pair in enumerate(zip(refs, loads, strict=True)) if _quiet(*pair)]
-    ratio_quiet = (
-        statistics.fmean(loads[i].rate for i in quiet)
-        / statistics.fmean(refs[i].rate for i in quiet)
-        if quiet
-        else math.nan
-    )
+    ratio_quiet, quiet_repeats = ratio_over_quiet(refs, loads)
     return Report(
         backend=backend,
         workers=args.workers,
@@ -405,33 +401,24 @@ def run(args: argparse.Namespace, progress: Callable[[str], None]) -> Report:
         seconds=args.seconds,
         repeats=args.repeats,
         other_load_per_repeat=[
-            (_rounded(r.other, 3), _rounded(p.other, 3)) for r, p in zip(refs, loads, strict=True)
+            (rounded(r.other, 3), rounded(p.other, 3)) for r, p in zip(refs, loads, strict=True)
         ],
         validations_per_second=round(reference, 2),
         sign_ins_per_second=round(sign_ins, 2),
         ratio=round(sign_ins / reference, 4),
         ratio_per_repeat=[round(p.rate / r.rate, 3) for p, r in zip(loads, refs, strict=True)],
-        quiet_repeats=len(quiet),
-        ratio_quiet=_rounded(ratio_quiet, 4),
+        quiet_repeats=quiet_repeats,
+        ratio_quiet=rounded(ratio_quiet, 4),
         latency_ms_p50=_quantile(latencies, 50),
         latency_ms_p99=_quantile(latencies, 99),
         cpu_ms_per_validation=round(1000 * cpu_per_validation, 2),
-        worker_cpu_ms_per_sign_in=_rounded(1000 * cpu_per_sign_in, 2),
-        cpu_ratio=_rounded(cpu_per_validation / cpu_per_sign_in, 4) if done else None,
+        worker_cpu_ms_per_sign_in=rounded(1000 * cpu_per_sign_in, 2),
+        cpu_ratio=rounded(cpu_per_validation / cpu_per_sign_in, 4) if done else None,
         sign_ins=done,
         failed_sign_ins=sum(t.failed for t in loads),
         failures=dict(failures),
         starved=any(t.starved for t in loads),
     )
-
-
-def _quiet(*slices: Tally) -> bool:
-    return not any(t.other > NOISY for t in slices)  # NaN (unknown) counts as quiet
-
-
-def _rounded(value: float, digits: int) -> float | None:
-    """None for what could not be measured (no /proc): JSON has no NaN."""
-    return None if math.isnan(value) else round(value, digits)
 
 
 def _quantile(values: list[float], q: int) -> float | None:

@@ -21,7 +21,6 @@ and in ``idp.log_tail()`` (DEBUG log with every SAML message, plus php -S output
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import secrets
@@ -39,11 +38,9 @@ from typing import Any
 import httpx
 import lxml.html
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from lxml import etree
+
+from tests.saml import forge
 
 SSP_ROOT = Path("/usr/share/simplesamlphp")
 ROUTER = Path(__file__).resolve().parent / "simplesamlphp" / "router.php"
@@ -134,29 +131,9 @@ def php_file(variable: str, value: Mapping[str, Any]) -> str:
 
 
 def make_self_signed(common_name: str) -> tuple[str, str]:
-    """Return (private key PEM, certificate PEM): RSA 2048, self-signed, valid for a day.
-
-    Made per run so no key material is ever committed.
-    """
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
+    """(private key PEM, certificate PEM), made per run so no key material is committed."""
+    keys = forge.make_key_pair(common_name)
+    return keys.private_key_pem, keys.cert_pem
 
 
 def cert_body(cert_pem: str) -> str:
